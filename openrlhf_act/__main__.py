@@ -1,0 +1,3 @@
+from openrlhf_act.cli import main
+
+raise SystemExit(main())

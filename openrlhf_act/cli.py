@@ -1,0 +1,57 @@
+"""The ``openrlhf-act`` command line. Each command group lives in ``openrlhf_act.commands.<name>``
+and must stay cheap to import; heavy work is imported inside the command's ``run`` function."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from openrlhf_act import __version__
+from openrlhf_act.schema import DataError
+
+COMMANDS = (
+    ("data", "openrlhf_act.commands.data"),
+    ("reward", "openrlhf_act.commands.reward"),
+    ("serve-reward", "openrlhf_act.commands.serve_reward"),
+    ("recipe", "openrlhf_act.commands.recipe"),
+    ("eval", "openrlhf_act.commands.eval"),
+)
+
+
+class UsageError(Exception):
+    """A user-facing error: printed as one line, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openrlhf-act",
+        description="Agentic Critical Training for OpenRLHF: build ACT data, serve ACT rewards, "
+        "check recipes, evaluate agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"openrlhf-act {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.configure(command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, DataError) as exc:
+        print(f"openrlhf-act: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("openrlhf-act: interrupted", file=sys.stderr)
+        return 130

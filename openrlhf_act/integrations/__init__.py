@@ -1,0 +1,1 @@
+"""Adapters to other systems; each module imports its heavy dependency lazily."""

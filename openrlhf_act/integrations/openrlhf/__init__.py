@@ -1,0 +1,1 @@
+"""Files OpenRLHF loads by absolute path (reward entry files, agent executors) and their helpers."""

@@ -1,0 +1,9 @@
+"""OpenRLHF entry file for the `next_action` reward.
+
+Use: `--reward.remote_url $(openrlhf-act reward path next_action)`. OpenRLHF executes this file standalone
+inside each vLLM rollout actor, so it holds absolute imports only.
+"""
+
+from openrlhf_act.integrations.openrlhf.entry import make_reward_func
+
+reward_func = make_reward_func("next_action")

@@ -1,0 +1,165 @@
+"""Named rewards and data kinds.
+
+OpenRLHF has no registry of its own (it loads a reward *file* by path), so "registering" means: a
+name here, an entry file OpenRLHF can load (``openrlhf-act reward path NAME``), and for data kinds
+the exact OpenRLHF flags that read the rows. Other packages add rewards through the entry-point
+group ``openrlhf_act.rewards`` whose objects are :class:`RewardSpec` instances.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from openrlhf_act.rewards.base import RewardResult
+from openrlhf_act.rewards.batch import RewardFn, score_batch
+from openrlhf_act.rewards.config import RewardConfig
+
+ENTRY_POINT_GROUP = "openrlhf_act.rewards"
+_ENTRY_DIR = Path(__file__).resolve().parent / "integrations" / "openrlhf"
+
+BatchScorer = Callable[[Sequence[Any], Sequence[Any], Sequence[Any], RewardConfig], list[RewardResult]]
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A named reward: a batch scorer over OpenRLHF's (queries, prompts, labels) and its log keys."""
+
+    name: str
+    description: str
+    log_keys: tuple[str, ...]
+    score: BatchScorer
+    entry_file: str | None = None
+
+    @classmethod
+    def from_pure(cls, name: str, fn: RewardFn, log_keys: Sequence[str], description: str, entry_file: str | None = None):
+        """Wrap a pure ``fn(response, label, config, *, truncated) -> RewardResult``."""
+        keys = tuple(log_keys)
+
+        def score(queries, prompts, labels, config):
+            return score_batch(fn, keys, queries, prompts, labels, config, name)
+
+        return cls(name, description, keys, score, entry_file)
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """A row shape we write, the OpenRLHF program that reads it, and the flags it needs."""
+
+    name: str
+    description: str
+    openrlhf_module: str
+    flags: tuple[str, ...]
+    reward: str | None = None
+
+
+def _builtin_rewards() -> dict[str, RewardSpec]:
+    from openrlhf_act.rewards import judgment, next_action, routing
+
+    return {
+        judgment.NAME: RewardSpec.from_pure(
+            judgment.NAME,
+            judgment.judgment_reward,
+            judgment.LOG_KEYS,
+            "ACT judgment: 1 for choosing the expert action, 0 for the other, -0.5 when malformed",
+            str(_ENTRY_DIR / "act_judgment_reward.py"),
+        ),
+        next_action.NAME: RewardSpec.from_pure(
+            next_action.NAME,
+            next_action.next_action_reward,
+            next_action.LOG_KEYS,
+            "next action: 1 for the expert action, 0.1 for another admissible one, -0.5 unparseable",
+            str(_ENTRY_DIR / "next_action_reward.py"),
+        ),
+        routing.NAME: RewardSpec(
+            routing.NAME,
+            "routes ACT rows to our rewards and every other row to your own reward file or URL",
+            routing.log_keys(),
+            routing.score_routed,
+            str(_ENTRY_DIR / "routing_reward.py"),
+        ),
+    }
+
+
+_lock = threading.Lock()
+_rewards: dict[str, RewardSpec] | None = None
+
+
+def rewards() -> dict[str, RewardSpec]:
+    """All rewards: built-ins, then entry-point plugins (a plugin cannot shadow a built-in)."""
+    global _rewards
+    with _lock:
+        if _rewards is None:
+            found = _builtin_rewards()
+            for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+                if ep.name in found:
+                    continue
+                spec = ep.load()
+                if callable(spec) and not isinstance(spec, RewardSpec):
+                    spec = spec()
+                if not isinstance(spec, RewardSpec):
+                    raise TypeError(f"entry point {ep.name} = {ep.value} is not an openrlhf_act RewardSpec")
+                found[ep.name] = spec
+            _rewards = found
+        return _rewards
+
+
+def get_reward(name: str) -> RewardSpec:
+    table = rewards()
+    if name not in table:
+        raise KeyError(f"unknown reward {name!r}; known: {', '.join(sorted(table))}")
+    return table[name]
+
+
+DATA_KINDS: dict[str, DataKind] = {
+    kind.name: kind
+    for kind in (
+        DataKind(
+            "act_judgment",
+            "contrast prompts: which of K candidate actions is better (ACT stage, GRPO)",
+            "openrlhf.cli.train_ppo_ray",
+            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
+            reward="act_judgment",
+        ),
+        DataKind(
+            "next_action",
+            "agent prompts at expert states, labelled with the expert action (RL stage, GRPO)",
+            "openrlhf.cli.train_ppo_ray",
+            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
+            reward="next_action",
+        ),
+        DataKind(
+            "sft",
+            "agent prompt -> expert action (IL stage)",
+            "openrlhf.cli.train_sft",
+            ("--data.input_key prompt", "--data.output_key response", "--data.apply_chat_template"),
+        ),
+        DataKind(
+            "sft_multiturn",
+            "whole expert episodes as chats, every action a target (IL stage, --data.multiturn)",
+            "openrlhf.cli.train_sft",
+            ("--data.input_key messages", "--data.multiturn", "--data.apply_chat_template"),
+        ),
+        DataKind(
+            "dpo",
+            "agent prompt, chosen = expert action, rejected = sampled alternative (DPO control)",
+            "openrlhf.cli.train_dpo",
+            (
+                "--data.prompt_key prompt",
+                "--data.chosen_key chosen",
+                "--data.rejected_key rejected",
+                "--data.apply_chat_template",
+            ),
+        ),
+        DataKind(
+            "sft_choice",
+            "contrast prompt -> the correct verdict, no reasoning (SFT-on-choice control)",
+            "openrlhf.cli.train_sft",
+            ("--data.input_key prompt", "--data.output_key response", "--data.apply_chat_template"),
+        ),
+    )
+}

@@ -1,0 +1,1 @@
+"""Pure rewards: ``(response, label, config) -> RewardResult``; no heavy imports."""

@@ -1,0 +1,112 @@
+"""OpenRLHF's reward contract around our pure rewards: (queries, prompts, labels) -> rewards dict.
+
+Shared by the entry files OpenRLHF loads by path and by the HTTP reward service, so both read the
+response and detect truncation the same way, and both never raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from openrlhf_act.actions import END_MARKERS, strip_end_markers
+from openrlhf_act.rewards.base import STATS, RewardResult
+from openrlhf_act.rewards.config import RewardConfig
+
+logger = logging.getLogger("openrlhf_act.rewards")
+
+RewardFn = Callable[..., RewardResult]
+_TAIL_CHARS = 256
+
+
+def response_from_query(query: str, prompt: str) -> str | None:
+    """The generated part of ``query`` (prompt + response as OpenRLHF decodes it).
+
+    OpenRLHF left-truncates over-long prompts, so ``query`` may not start with ``prompt``; then the
+    response starts after the first occurrence of the prompt's tail. ``None`` if it cannot be found.
+    """
+    if query.startswith(prompt):
+        return query[len(prompt) :]
+    tail = prompt[-_TAIL_CHARS:]
+    if not tail:
+        return query
+    at = query.find(tail)
+    return None if at < 0 else query[at + len(tail) :]
+
+
+def looks_truncated(response: str, prompt: str) -> bool:
+    """Best-effort length-limit detection from text alone.
+
+    OpenRLHF decodes with special tokens kept, so a finished turn ends with the template's end
+    marker. Only templates whose turns visibly end with a known marker (ChatML, Llama 3, Gemma, ...)
+    are judged; for others this returns False (use OpenRLHF's ``--reward.stop_properly_penalty_coef``).
+    """
+    if not any(marker in prompt for marker in END_MARKERS):
+        return False
+    return not strip_end_markers(response)[1]
+
+
+def _fallback(reward_fn_logs: Sequence[str], value: float) -> RewardResult:
+    logs = dict.fromkeys(reward_fn_logs, 0.0)
+    if "malformed" in logs:
+        logs["malformed"] = 1.0
+    return RewardResult(value, 0.0, logs)
+
+
+def score_one(
+    reward_fn: RewardFn, log_keys: Sequence[str], query: Any, prompt: Any, label: Any, config: RewardConfig, name: str
+) -> RewardResult:
+    """One sample, guarded: any unexpected error becomes the malformed reward plus a counter."""
+    try:
+        query_s = query if isinstance(query, str) else str(query)
+        prompt_s = prompt if isinstance(prompt, str) else ""
+        response = response_from_query(query_s, prompt_s)
+        if response is None:
+            STATS.add(f"{name}.response_not_found")
+            return _fallback(log_keys, config.malformed)
+        return reward_fn(response, label, config, truncated=looks_truncated(response, prompt_s))
+    except Exception as exc:  # the contract: never raise into OpenRLHF
+        STATS.add(f"{name}.internal_error")
+        logger.exception("openrlhf-act %s: reward failed (%s); returning the malformed reward", name, exc)
+        return _fallback(log_keys, config.malformed)
+
+
+def score_batch(
+    reward_fn: RewardFn,
+    log_keys: Sequence[str],
+    queries: Sequence[Any],
+    prompts: Sequence[Any] | None,
+    labels: Sequence[Any] | None,
+    config: RewardConfig,
+    name: str,
+) -> list[RewardResult]:
+    """Score aligned lists; missing prompts or labels count as empty (a label error, not a crash)."""
+    queries = list(queries or [])
+    prompts = list(prompts or [])
+    labels = list(labels or [])
+    return [
+        score_one(
+            reward_fn,
+            log_keys,
+            q,
+            prompts[i] if i < len(prompts) else "",
+            labels[i] if i < len(labels) else None,
+            config,
+            name,
+        )
+        for i, q in enumerate(queries)
+    ]
+
+
+def as_openrlhf_dict(results: Sequence[RewardResult], log_keys: Sequence[str], *, scalar: bool) -> dict[str, Any]:
+    """OpenRLHF's return shape. ``scalar`` for one sample through ``reward_func`` (OpenRLHF wraps the
+    value in a 1-element tensor itself); lists for HTTP batches."""
+    if scalar and len(results) == 1:
+        (r,) = results
+        return {"rewards": r.reward, "scores": r.score, "extra_logs": {k: r.logs[k] for k in log_keys}}
+    return {
+        "rewards": [r.reward for r in results],
+        "scores": [r.score for r in results],
+        "extra_logs": {k: [r.logs[k] for r in results] for k in log_keys},
+    }

@@ -1,0 +1,61 @@
+"""The ACT judgment reward: did the response choose the expert's action?"""
+
+from __future__ import annotations
+
+from openrlhf_act.rewards.base import STATS, RewardResult, report_label_error
+from openrlhf_act.rewards.config import RewardConfig
+from openrlhf_act.schema import DataError, decode_judgment_label
+from openrlhf_act.verdict import TRUNCATED, parse_verdict
+
+NAME = "act_judgment"
+
+# Fixed key set. Ratios a user reads off the averaged curves:
+#   accuracy when gold is first  = correct_gold_first / gold_first
+#   accuracy when gold is second = correct_gold_second / (1 - gold_first)   (K = 2)
+#   position bias                = pred_first far from gold_first (0.5 with balanced data)
+LOG_KEYS = (
+    "accuracy",
+    "malformed",
+    "pred_first",
+    "gold_first",
+    "correct_gold_first",
+    "correct_gold_second",
+    "response_chars",
+    "reasoning_chars",
+    "truncated",
+    "label_error",
+)
+
+
+def judgment_reward(response: str, label: object, config: RewardConfig, *, truncated: bool = False) -> RewardResult:
+    """Reward ``config.correct`` / ``wrong`` / ``malformed``; score is 1.0 only for a correct choice."""
+    try:
+        decoded = decode_judgment_label(label)
+    except DataError as exc:
+        report_label_error(NAME, exc, label)
+        logs = dict.fromkeys(LOG_KEYS, 0.0)
+        logs["label_error"] = 1.0
+        logs["response_chars"] = float(len(response))
+        return RewardResult(config.label_error, 0.0, logs)
+
+    verdict = parse_verdict(response, len(decoded.candidates), truncated=truncated, tag=config.verdict_tag)
+    gold_first = decoded.answer == 1
+    correct = verdict.choice == decoded.answer
+    if verdict.malformed:
+        STATS.add(f"{NAME}.malformed.{verdict.reason}")
+        reward = config.malformed
+    else:
+        reward = config.correct if correct else config.wrong
+    logs = {
+        "accuracy": float(correct),
+        "malformed": float(verdict.malformed),
+        "pred_first": float(verdict.choice == 1),
+        "gold_first": float(gold_first),
+        "correct_gold_first": float(correct and gold_first),
+        "correct_gold_second": float(correct and decoded.answer == 2),
+        "response_chars": float(len(response)),
+        "reasoning_chars": float(verdict.reasoning_chars),
+        "truncated": float(truncated or verdict.reason == TRUNCATED),
+        "label_error": 0.0,
+    }
+    return RewardResult(reward, float(correct), logs)

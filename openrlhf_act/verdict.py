@@ -1,0 +1,90 @@
+"""The verdict grammar: which candidate a judgment response chose, or why it is malformed.
+
+Grammar (ACT_METHOD.md, section 4), applied to the *response only*, never the prompt::
+
+    response   := reasoning? final end_marker*
+    reasoning  := anything up to and including the last "</think>"   (the "<think>" may be missing:
+                                                                      chat templates pre-fill it)
+    final      := text containing one or more verdict tags
+    verdict    := "<answer>" ws ("action" ws)? INDEX ws "</answer>"   (case-insensitive; tag name
+                                                                      configurable)
+
+* Verdict tags inside the reasoning are drafts and are ignored.
+* Every verdict tag in the final text must name the same index; otherwise the response hedged.
+* A tag whose content is not a single index ("Action 1 or Action 2", "1, 2", "B", empty) is a hedge.
+* INDEX must lie in 1..K. A "<think>" that is never closed, no verdict at all, or a response cut off
+  by the length limit is malformed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from openrlhf_act.actions import final_segment, strip_end_markers
+
+OK = "ok"
+NO_VERDICT = "no_verdict"
+HEDGE = "hedge"
+DISAGREE = "disagree"
+OUT_OF_RANGE = "out_of_range"
+UNCLOSED_THINK = "unclosed_think"
+UNBALANCED_TAGS = "unbalanced_tags"
+TRUNCATED = "truncated"
+
+MALFORMED_REASONS = (NO_VERDICT, HEDGE, DISAGREE, OUT_OF_RANGE, UNCLOSED_THINK, UNBALANCED_TAGS, TRUNCATED)
+
+_INDEX = re.compile(r"""^[\s*"'`]*(?:action|candidate|option)?\s*#?\s*(\d{1,6})[\s*"'`.]*$""", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The parsed choice (1-based) or ``None`` with the reason it is malformed."""
+
+    choice: int | None
+    reason: str
+    reasoning_chars: int
+    final_chars: int
+
+    @property
+    def malformed(self) -> bool:
+        return self.choice is None
+
+
+@lru_cache(maxsize=8)
+def _tag_patterns(tag: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    name = re.escape(tag)
+    pair = re.compile(rf"<{name}\s*>(.*?)</{name}\s*>", re.IGNORECASE | re.DOTALL)
+    opening = re.compile(rf"<{name}\s*>", re.IGNORECASE)
+    closing = re.compile(rf"</{name}\s*>", re.IGNORECASE)
+    return pair, opening, closing
+
+
+def parse_verdict(response: str, num_candidates: int, *, truncated: bool = False, tag: str = "answer") -> Verdict:
+    """Apply the grammar above. Never raises for any string input."""
+    text, _ = strip_end_markers(response)
+    reasoning, final, unclosed = final_segment(text)
+    r_chars, f_chars = len(reasoning), len(final)
+    if truncated:
+        return Verdict(None, TRUNCATED, r_chars, f_chars)
+    if unclosed:
+        return Verdict(None, UNCLOSED_THINK, r_chars, f_chars)
+    pair, opening, closing = _tag_patterns(tag)
+    contents = pair.findall(final)
+    if not contents:
+        return Verdict(None, NO_VERDICT, r_chars, f_chars)
+    if len(opening.findall(final)) != len(contents) or len(closing.findall(final)) != len(contents):
+        return Verdict(None, UNBALANCED_TAGS, r_chars, f_chars)
+    indices = set()
+    for content in contents:
+        match = _INDEX.match(content)
+        if match is None:
+            return Verdict(None, HEDGE, r_chars, f_chars)
+        indices.add(int(match.group(1)))
+    if len(indices) > 1:
+        return Verdict(None, DISAGREE, r_chars, f_chars)
+    (choice,) = indices
+    if not 1 <= choice <= num_candidates:
+        return Verdict(None, OUT_OF_RANGE, r_chars, f_chars)
+    return Verdict(choice, OK, r_chars, f_chars)
