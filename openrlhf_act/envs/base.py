@@ -1,0 +1,97 @@
+"""The one interface every environment adapter implements, and how tasks are named.
+
+An adapter owns one simulator instance (a JVM for ScienceWorld, a TextWorld engine for ALFWorld, an
+HTTP session for WebShop). ``load(task)`` selects an episode, ``reset()`` starts it, ``step(action)``
+advances it. Adapters are context managers and ``close()`` is idempotent: every simulator is shut
+down, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class EnvError(RuntimeError):
+    """An environment could not do what was asked (unknown task, bad variation, crashed process)."""
+
+
+@dataclass(frozen=True)
+class EnvTask:
+    """One episode to play: environment, task name, and the variation or game that instantiates it."""
+
+    env: str
+    name: str
+    variation: int | None = None
+    game_file: str | None = None
+    split: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        """Stable id used for data splits: ``name/v<variation>`` or ``name/<game file stem>``."""
+        if self.variation is not None:
+            return f"{self.name}/v{self.variation}"
+        if self.game_file:
+            from pathlib import Path
+
+            path = Path(self.game_file)
+            stem = path.parent.name if path.name in {"game.tw-pddl", "traj_data.json"} else path.stem
+            return f"{self.name}/{stem}"
+        return self.name
+
+
+@dataclass(frozen=True)
+class EnvStep:
+    """What the agent sees after ``reset()`` or ``step()``.
+
+    ``score`` is cumulative on the environment's own scale (ScienceWorld 0-100, success 0/1
+    elsewhere); ``reward`` is this step's change. ``valid`` is False when the environment rejected
+    the command (it did nothing).
+    """
+
+    observation: str
+    reward: float
+    score: float
+    done: bool
+    won: bool
+    admissible: tuple[str, ...] | None = None
+    valid: bool = True
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class TextEnv(ABC):
+    """reset / step / admissible actions / score / done / close."""
+
+    name: str = ""
+    max_steps: int = 100
+
+    @abstractmethod
+    def load(self, task: EnvTask) -> None:
+        """Select the episode ``task``; raises :class:`EnvError` for unknown tasks or variations."""
+
+    @property
+    @abstractmethod
+    def task_description(self) -> str:
+        """The natural-language task of the loaded episode."""
+
+    @abstractmethod
+    def reset(self) -> EnvStep:
+        """Start the loaded episode and return the first observation."""
+
+    @abstractmethod
+    def step(self, action: str) -> EnvStep:
+        """Execute one command."""
+
+    def expert_actions(self) -> list[str] | None:
+        """The expert's action sequence for the loaded episode, when the environment has one."""
+        return None
+
+    def close(self) -> None:
+        """Release the simulator; safe to call twice."""
+
+    def __enter__(self) -> TextEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,198 @@
+"""ScienceWorld (the official ``scienceworld`` package: a Scala simulator behind py4j, offline).
+
+One adapter owns one JVM and reuses it across episodes (``load`` is cheap, JVM start is ~1 s).
+Variation splits follow the benchmark: ``train`` variations for training data, ``dev`` for model
+selection, ``test`` for the unseen evaluation. Step limits per task are about twice the length of
+the gold path (measured at variation 0), at least 30.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import Any
+
+from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
+
+logger = logging.getLogger(__name__)
+
+ENV_NAME = "scienceworld"
+SPLITS = ("train", "dev", "test")
+INVALID_MARKERS = ("No known action matches that input.", "Unknown action.")
+
+# Gold-path length at variation 0 (scienceworld 1.2.3), used to size step limits: 2x gold, >= 30.
+GOLD_LENGTHS = {
+    "boil": 39,
+    "change-the-state-of-matter-of": 26,
+    "chemistry-mix": 23,
+    "chemistry-mix-paint-secondary-color": 17,
+    "chemistry-mix-paint-tertiary-color": 25,
+    "find-animal": 10,
+    "find-living-thing": 10,
+    "find-non-living-thing": 5,
+    "find-plant": 10,
+    "freeze": 26,
+    "grow-fruit": 77,
+    "grow-plant": 63,
+    "identify-life-stages-1": 41,
+    "identify-life-stages-2": 16,
+    "inclined-plane-determine-angle": 55,
+    "inclined-plane-friction-named-surfaces": 51,
+    "inclined-plane-friction-unnamed-surfaces": 178,
+    "lifespan-longest-lived": 6,
+    "lifespan-longest-lived-then-shortest-lived": 7,
+    "lifespan-shortest-lived": 6,
+    "measure-melting-point-known-substance": 28,
+    "measure-melting-point-unknown-substance": 32,
+    "melt": 34,
+    "mendelian-genetics-known-plant": 144,
+}
+DEFAULT_GOLD_LENGTH = 50
+
+# Tasks whose gold path is short (fast in tests, demos and the embedded default build).
+FAST_TASKS = (
+    "find-living-thing",
+    "find-non-living-thing",
+    "find-animal",
+    "find-plant",
+    "lifespan-longest-lived",
+    "lifespan-shortest-lived",
+    "lifespan-longest-lived-then-shortest-lived",
+    "chemistry-mix-paint-secondary-color",
+)
+
+
+def step_limit(task_name: str) -> int:
+    return max(30, 2 * GOLD_LENGTHS.get(task_name, DEFAULT_GOLD_LENGTH))
+
+
+class ScienceWorld(TextEnv):
+    """Adapter over ``scienceworld.ScienceWorldEnv``; see the module docstring."""
+
+    name = ENV_NAME
+
+    def __init__(self, *, simplification: str = "", gold_path: bool = False, max_steps: int | None = None):
+        try:
+            from scienceworld import ScienceWorldEnv
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EnvError("ScienceWorld is not installed: pip install 'openrlhf-act[envs]' (needs Java 17)") from exc
+        try:
+            self._env = ScienceWorldEnv("", envStepLimit=10_000)
+        except Exception as exc:
+            raise EnvError(f"could not start ScienceWorld's JVM (is Java 17 installed?): {exc}") from exc
+        self._simplification = simplification
+        self._gold_path = gold_path
+        self._max_steps_override = max_steps
+        self._task: EnvTask | None = None
+        self._task_names = tuple(self._env.get_task_names())
+        self._closed = False
+        self.max_steps = max_steps or 100
+
+    # ---- task selection -------------------------------------------------------------------
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return self._task_names
+
+    def variations(self, task_name: str, split: str) -> list[int]:
+        """The benchmark's variation ids of ``task_name`` in ``split`` (train / dev / test)."""
+        self._check_task_name(task_name)
+        if split not in SPLITS:
+            raise EnvError(f"unknown ScienceWorld split {split!r}; choose one of {', '.join(SPLITS)}")
+        self._call(self._env.load, task_name, 0, self._simplification, False)
+        getter = {
+            "train": self._env.get_variations_train,
+            "dev": self._env.get_variations_dev,
+            "test": self._env.get_variations_test,
+        }[split]
+        return [int(v) for v in self._call(getter)]
+
+    def _check_task_name(self, task_name: str) -> None:
+        if task_name not in self._task_names:
+            close = [t for t in self._task_names if task_name.split("-")[0] in t][:5]
+            hint = f" (did you mean: {', '.join(close)}?)" if close else ""
+            raise EnvError(f"unknown ScienceWorld task {task_name!r}{hint}; see `openrlhf-act data collect --list-tasks`")
+
+    def load(self, task: EnvTask) -> None:
+        self._check_task_name(task.name)
+        variation = 0 if task.variation is None else task.variation
+        limit = self._call(self._env.get_max_variations, task.name)
+        if not isinstance(variation, int) or not 0 <= variation < limit:
+            raise EnvError(f"ScienceWorld task {task.name!r} has variations 0..{limit - 1}, not {variation!r}")
+        if task.split is not None and variation not in self.variations(task.name, task.split):
+            raise EnvError(f"variation {variation} of {task.name!r} is not in the {task.split!r} split")
+        self._call(self._env.load, task.name, variation, self._simplification, self._gold_path)
+        self._task = task
+        self.max_steps = self._max_steps_override or step_limit(task.name)
+
+    @property
+    def task_description(self) -> str:
+        return str(self._call(self._env.get_task_description))
+
+    # ---- episode --------------------------------------------------------------------------
+    def reset(self) -> EnvStep:
+        if self._task is None:
+            raise EnvError("ScienceWorld: reset() before load()")
+        observation, info = self._call(self._env.reset)
+        return self._to_step(observation, 0.0, False, info, True)
+
+    def step(self, action: str) -> EnvStep:
+        observation, reward, done, info = self._call(self._env.step, action)
+        valid = not any(observation.strip().startswith(m) for m in INVALID_MARKERS)
+        return self._to_step(observation, float(reward), bool(done), info, valid)
+
+    def _to_step(self, observation: str, reward: float, done: bool, info: dict[str, Any], valid: bool) -> EnvStep:
+        score = float(info.get("score", 0))
+        admissible = tuple(str(a) for a in info.get("valid", ()) or ())
+        return EnvStep(
+            observation=str(observation),
+            reward=reward,
+            score=score,
+            done=bool(done) or score >= 100,
+            won=score >= 100,
+            admissible=admissible or None,
+            valid=valid,
+            info={"moves": info.get("moves"), "task": info.get("taskName"), "variation": info.get("variationIdx")},
+        )
+
+    def expert_actions(self) -> list[str] | None:
+        if not self._gold_path:
+            return None
+        gold = [str(a) for a in self._call(self._env.get_gold_action_sequence)]
+        if gold and gold[0].startswith("ERROR"):
+            return None
+        return gold
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _call(self, fn, *args):
+        if self._closed:
+            raise EnvError("ScienceWorld adapter is closed")
+        try:
+            return fn(*args)
+        except EnvError:
+            raise
+        except Exception as exc:
+            name = type(exc).__name__
+            if name.startswith("Py4J") or isinstance(exc, (ConnectionError, OSError)):
+                raise EnvError(f"ScienceWorld's JVM stopped responding ({name}: {exc})") from exc
+            raise EnvError(f"ScienceWorld failed: {name}: {exc}") from exc
+
+    @property
+    def java_pid(self) -> int | None:
+        proc = getattr(getattr(self._env, "_gateway", None), "java_process", None)
+        return getattr(proc, "pid", None)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        proc: subprocess.Popen | None = getattr(getattr(self._env, "_gateway", None), "java_process", None)
+        try:
+            self._env.close()
+        except Exception as exc:  # the JVM may already be gone
+            logger.debug("ScienceWorld close: %s", exc)
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
