@@ -49,9 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     width = max([len(r.name) for r in results] + [4])
     print(f"{'benchmark':<{width}}  {'value':>14}  {'unit':<10}  {'target':<14}  ok   note")
     for r in results:
-        print(f"{r.name:<{width}}  {r.value:>14.4g}  {r.unit:<10}  {r.target:<14}  {'yes' if r.ok else 'NO ':<4} {r.note}")
+        print(
+            f"{r.name:<{width}}  {r.value:>14.4g}  {r.unit:<10}  {r.target:<14}  {'yes' if r.ok else 'NO ':<4} {r.note}"
+        )
     if args.json:
-        payload = {r.name: {"value": r.value, "unit": r.unit, "target": r.target, "ok": r.ok, "note": r.note} for r in results}
+        payload = {
+            r.name: {"value": r.value, "unit": r.unit, "target": r.target, "ok": r.ok, "note": r.note} for r in results
+        }
         tmp = Path(args.json).with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         tmp.replace(args.json)

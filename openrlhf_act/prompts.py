@@ -93,9 +93,7 @@ def verdict_response(index: int, *, tag: str = "answer") -> str:
     return f"<{tag}>Action {index}</{tag}>"
 
 
-def episode_messages(
-    env: str, task: str, turns: list[tuple[str, str, str | None]]
-) -> list[dict[str, str]]:
+def episode_messages(env: str, task: str, turns: list[tuple[str, str, str | None]]) -> list[dict[str, str]]:
     """A whole expert episode as one chat for ``--data.multiturn`` SFT: each action is a target.
 
     ``turns`` holds (observation, action, thought) in order.

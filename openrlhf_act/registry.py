@@ -36,7 +36,9 @@ class RewardSpec:
     entry_file: str | None = None
 
     @classmethod
-    def from_pure(cls, name: str, fn: RewardFn, log_keys: Sequence[str], description: str, entry_file: str | None = None):
+    def from_pure(
+        cls, name: str, fn: RewardFn, log_keys: Sequence[str], description: str, entry_file: str | None = None
+    ):
         """Wrap a pure ``fn(response, label, config, *, truncated) -> RewardResult``."""
         keys = tuple(log_keys)
 

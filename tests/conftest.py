@@ -20,7 +20,9 @@ def have(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-requires_openrlhf = pytest.mark.skipif(not have("openrlhf"), reason="openrlhf is not installed (pip install -e .[test] + the CPU stack)")
+requires_openrlhf = pytest.mark.skipif(
+    not have("openrlhf"), reason="openrlhf is not installed (pip install -e .[test] + the CPU stack)"
+)
 requires_vllm = pytest.mark.skipif(not have("vllm"), reason="vllm is not installed")
 requires_java = pytest.mark.skipif(shutil.which("java") is None, reason="ScienceWorld needs Java 17")
 requires_scienceworld = pytest.mark.skipif(

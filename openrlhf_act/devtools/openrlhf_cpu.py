@@ -19,7 +19,7 @@ DEFAULT_KV_CACHE_BYTES = 256 * 2**20
 def enable_flash_attn_stub() -> None:
     """Make ``import flash_attn`` resolve to the CPU stand-in, here and in child processes."""
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn
 
         if getattr(flash_attn, "__version__", "").endswith("cpu-stub"):
             return
@@ -38,7 +38,11 @@ def start_local_ray(num_cpus: int = 2, env_vars: dict[str, str] | None = None) -
     import ray
 
     enable_flash_attn_stub()
-    variables = {"PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    variables = {
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     variables.update(env_vars or {})
     if not ray.is_initialized():
         ray.init(

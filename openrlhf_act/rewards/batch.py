@@ -17,22 +17,31 @@ from openrlhf_act.rewards.config import RewardConfig
 logger = logging.getLogger("openrlhf_act.rewards")
 
 RewardFn = Callable[..., RewardResult]
-_TAIL_CHARS = 256
+_TAIL_CHARS = 64
+_GARBLED_CHARS = 16
 
 
 def response_from_query(query: str, prompt: str) -> str | None:
     """The generated part of ``query`` (prompt + response as OpenRLHF decodes it).
 
-    OpenRLHF left-truncates over-long prompts, so ``query`` may not start with ``prompt``; then the
-    response starts after the first occurrence of the prompt's tail. ``None`` if it cannot be found.
+    OpenRLHF left-truncates over-long prompts, so ``query`` may start anywhere inside ``prompt``:
+    ``query = prompt[cut:] + response``. The response then starts after the first place where the
+    query's head matches a suffix of the prompt (the first few characters are not compared, since
+    decoding a cut token sequence can garble them). ``None`` if no such place exists.
     """
     if query.startswith(prompt):
         return query[len(prompt) :]
-    tail = prompt[-_TAIL_CHARS:]
-    if not tail:
+    if not prompt:
         return query
-    at = query.find(tail)
-    return None if at < 0 else query[at + len(tail) :]
+    tail = prompt[-_TAIL_CHARS:]
+    start = 0
+    while (at := query.find(tail, start)) >= 0:
+        end = at + len(tail)
+        head = query[min(_GARBLED_CHARS, at) : end]
+        if prompt.endswith(head):
+            return query[end:]
+        start = at + 1
+    return None
 
 
 def looks_truncated(response: str, prompt: str) -> bool:

@@ -1,0 +1,150 @@
+"""Sample alternatives from the initial policy: rounds of batched requests until every state has
+K-1 usable alternatives or the resampling budget is spent.
+
+A completion is usable when an action can be parsed from it, it differs from the expert action after
+normalization, it is not a duplicate of an alternative already kept, and (optionally) it is one of
+the state's admissible actions. Every rejected completion and every state left without enough
+alternatives is counted by reason for the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from data_tools.cache import SampleCache, request_key
+from data_tools.samplers.base import Sampler, SampleRequest
+from openrlhf_act.actions import match_admissible, normalize_action, parse_action
+from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, agent_messages
+from openrlhf_act.schema import State
+
+
+@dataclass(frozen=True)
+class AlternativeConfig:
+    """``alternatives`` per state (K-1), ``samples_per_round`` completions per request, ``rounds``
+    resampling rounds, ``require_admissible`` drops actions the environment would not accept."""
+
+    alternatives: int = 1
+    samples_per_round: int = 1
+    rounds: int = 4
+    require_admissible: bool = False
+    seed: int = 0
+    batch_size: int = 2048
+    max_admissible_in_prompt: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
+
+    def __post_init__(self) -> None:
+        if self.alternatives < 1 or self.samples_per_round < 1 or self.rounds < 1 or self.batch_size < 1:
+            raise ValueError("alternatives, samples_per_round, rounds and batch_size must be >= 1")
+
+
+@dataclass
+class AlternativeStats:
+    """Why completions were rejected and why states were dropped. ``cached_requests`` (reuse after a
+    resume) is reported in the summary only, so the manifest stays identical across reruns."""
+
+    rejected: Counter[str] = field(default_factory=Counter)
+    dropped_states: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    cached_requests: int = 0
+    rounds_used: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "rejected_completions": dict(sorted(self.rejected.items())),
+            "dropped_states": dict(sorted(self.dropped_states.items())),
+            "requests": self.requests,
+            "rounds_used": self.rounds_used,
+        }
+
+
+def derive_seed(seed: int, key: str, round_index: int) -> int:
+    """A per-request seed that is stable across processes and Python versions (not ``hash()``)."""
+    digest = hashlib.sha256(f"{seed}:{key}:{round_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def classify(completion: str, state: State, kept: list[str], require_admissible: bool) -> tuple[str | None, str]:
+    """Return (action, "ok") for a usable completion, else (None, reason)."""
+    action = parse_action(completion)
+    if action is None:
+        return None, "unparseable"
+    normalized = normalize_action(action)
+    if not normalized:
+        return None, "empty"
+    if normalized == normalize_action(state.expert_action):
+        return None, "equal_to_expert"
+    if any(normalize_action(k) == normalized for k in kept):
+        return None, "duplicate_alternative"
+    if require_admissible and state.admissible:
+        matched = match_admissible(action, state.admissible)
+        if matched is None:
+            return None, "not_admissible"
+        return matched, "ok"
+    return action, "ok"
+
+
+def sample_alternatives(
+    states: Sequence[State],
+    sampler: Sampler,
+    cache: SampleCache,
+    config: AlternativeConfig,
+    stats: AlternativeStats,
+    progress=None,
+) -> dict[str, tuple[str, ...]]:
+    """Map each state key to its alternatives; states that got too few are absent (and counted)."""
+    kept: dict[str, list[str]] = {s.key: [] for s in states}
+    fingerprint = sampler.fingerprint()
+    for round_index in range(config.rounds):
+        todo = [s for s in states if len(kept[s.key]) < config.alternatives]
+        if not todo:
+            break
+        stats.rounds_used = round_index + 1
+        for start in range(0, len(todo), config.batch_size):
+            chunk = todo[start : start + config.batch_size]
+            requests = [
+                SampleRequest(
+                    key=s.key,
+                    messages=agent_messages(s, max_admissible=config.max_admissible_in_prompt),
+                    n=config.samples_per_round,
+                    seed=derive_seed(config.seed, s.key, round_index),
+                    admissible=s.admissible,
+                    expert=s.expert_action,
+                )
+                for s in chunk
+            ]
+            keys = [request_key(fingerprint, r.messages, r.n, r.seed) for r in requests]
+            completions: list[list[str] | None] = [cache.get(k) for k in keys]
+            missing = [i for i, c in enumerate(completions) if c is None]
+            stats.requests += len(requests)
+            stats.cached_requests += len(requests) - len(missing)
+            if missing:
+                fresh = sampler.sample([requests[i] for i in missing])
+                if len(fresh) != len(missing):
+                    raise RuntimeError(f"sampler {sampler.name!r} returned {len(fresh)} results for {len(missing)}")
+                cache.put_many([(keys[i], list(texts)) for i, texts in zip(missing, fresh)])
+                for i, texts in zip(missing, fresh):
+                    completions[i] = list(texts)
+            for state, texts in zip(chunk, completions):
+                bucket = kept[state.key]
+                for text in texts or []:
+                    if len(bucket) >= config.alternatives:
+                        break
+                    action, reason = classify(text, state, bucket, config.require_admissible)
+                    if action is None:
+                        stats.rejected[reason] += 1
+                    else:
+                        bucket.append(action)
+                if not texts:
+                    stats.rejected["no_completion"] += 1
+            if progress is not None and round_index == 0:
+                progress.update(len(chunk))
+    result: dict[str, tuple[str, ...]] = {}
+    for state in states:
+        alternatives = kept[state.key]
+        if len(alternatives) >= config.alternatives:
+            result[state.key] = tuple(alternatives[: config.alternatives])
+        else:
+            stats.dropped_states["no_usable_alternative"] += 1
+    return result

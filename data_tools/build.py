@@ -1,0 +1,289 @@
+"""``openrlhf-act data build``: trajectories -> states -> alternatives -> contrast prompts.
+
+Outputs in the build directory: ``train.jsonl`` and ``eval.jsonl`` (contrast prompts, the data
+contract), ``pairs.jsonl`` (the pairs behind them, for the DPO and SFT-on-choice exports) and
+``manifest.json`` (counts, drop reasons, seed, full config, input hashes, package version). All of
+them are written to temporary files first and renamed only once everything succeeded; the manifest
+goes last. Same seed and inputs give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_tools.alternatives import AlternativeConfig, AlternativeStats, sample_alternatives
+from data_tools.cache import SampleCache
+from data_tools.io import atomic_open, dumps, sha256_file, write_json
+from data_tools.pairs import contrast_rows, pair_to_json
+from data_tools.splits import eval_groups, split_of
+from data_tools.states import StateConfig, observation_clipped, states_from_trajectory
+from openrlhf_act import __version__
+from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
+from openrlhf_act.schema import ContrastPair, DataError, State
+
+logger = logging.getLogger(__name__)
+MANIFEST_SCHEMA = "openrlhf-act/build-manifest/v1"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines a build's outputs (recorded in full in the manifest)."""
+
+    inputs: tuple[str, ...]
+    input_format: str = "auto"
+    env: str | None = None
+    on_error: str = "fail"
+    seed: int = 0
+    candidates: int = 2
+    both_orders: bool = False
+    eval_ratio: float = 0.1
+    split_by: str = "task_id"
+    verdict_tag: str = "answer"
+    max_admissible_in_prompt: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
+    state: StateConfig = field(default_factory=StateConfig)
+    sampler: str = "admissible"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    samples_per_round: int = 1
+    rounds: int = 4
+    require_admissible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.candidates < 2:
+            raise ValueError("--candidates must be at least 2")
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError("--on-error must be 'fail' or 'skip'")
+
+    def alternative_config(self) -> AlternativeConfig:
+        return AlternativeConfig(
+            alternatives=self.candidates - 1,
+            samples_per_round=self.samples_per_round,
+            rounds=self.rounds,
+            require_admissible=self.require_admissible,
+            seed=self.seed,
+            max_admissible_in_prompt=self.max_admissible_in_prompt,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["inputs"] = list(self.inputs)
+        return data
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    cached_requests: int = 0
+
+
+def load_states(config: BuildConfig, reader_stats, rejects) -> tuple[list[State], Counter[str], int]:
+    """Read every input (streaming) into states; returns (states, notes, trajectories)."""
+    from data_tools.readers import read_trajectories
+
+    states: list[State] = []
+    notes: Counter[str] = Counter()
+    trajectories = 0
+    seen_tasks: set[str] = set()
+    for trajectory in read_trajectories(
+        list(config.inputs),
+        config.input_format,
+        env=config.env,
+        on_error=config.on_error,
+        rejects=rejects,
+        stats=reader_stats,
+    ):
+        if trajectory.task_id in seen_tasks:
+            notes["duplicate_task_id_trajectories"] += 1
+        seen_tasks.add(trajectory.task_id)
+        trajectories += 1
+        notes["observations_clipped"] += sum(observation_clipped(s.observation, config.state) for s in trajectory.steps)
+        states.extend(states_from_trajectory(trajectory, config.state))
+    keys = Counter(s.key for s in states)
+    duplicates = {k for k, n in keys.items() if n > 1}
+    if duplicates:
+        example = sorted(duplicates)[0]
+        raise DataError(
+            f"{len(duplicates)} states share a task_id and step (e.g. {example!r}): trajectories need unique task ids"
+        )
+    return states, notes, trajectories
+
+
+def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: bool | None = None) -> BuildResult:
+    """Run the whole build; ``sampler`` may be injected (tests, benchmarks), else made from the config.
+    ``progress`` None shows bars only on a terminal."""
+    from tqdm import tqdm
+
+    from data_tools.readers import ReaderStats, RejectSink
+    from data_tools.samplers import make_sampler
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reader_stats = ReaderStats()
+    rejects = RejectSink() if config.on_error == "skip" else None
+    states, notes, trajectories = load_states(config, reader_stats, rejects)
+    if not states:
+        raise DataError("no expert states in the input: nothing to build (see the reader counts with -v)")
+
+    own_sampler = sampler is None
+    if own_sampler:
+        sampler = make_sampler(config.sampler, **config.sampler_options)
+    cache = SampleCache(out / ".cache" / f"samples-{config.sampler}.jsonl")
+    alt_stats = AlternativeStats()
+    try:
+        with tqdm(
+            total=len(states),
+            desc=f"sample ({config.sampler})",
+            unit="state",
+            disable=None if progress is None else not progress,
+        ) as bar:
+            alternatives = sample_alternatives(states, sampler, cache, config.alternative_config(), alt_stats, bar)
+    finally:
+        cache.close()
+        if own_sampler:
+            sampler.close()
+
+    eval_set = eval_groups((s.task_id for s in states), config.eval_ratio, config.seed, config.split_by)
+    pairs: dict[str, list[ContrastPair]] = {"train": [], "eval": []}
+    for state in states:
+        if state.key in alternatives:
+            pairs[split_of(state.task_id, eval_set, config.split_by)].append(
+                ContrastPair(state, alternatives[state.key])
+            )
+    rows = {
+        split: contrast_rows(
+            pairs[split],
+            seed=config.seed,
+            split=split,
+            both_orders=config.both_orders,
+            tag=config.verdict_tag,
+            max_admissible=config.max_admissible_in_prompt,
+        )
+        for split in ("train", "eval")
+    }
+    manifest = _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes)
+    _write_outputs(out, rows, pairs, manifest, rejects)
+    return BuildResult(out, manifest, alt_stats.cached_requests)
+
+
+def _gold_positions(rows: list[dict[str, Any]]) -> dict[str, int]:
+    import json
+
+    counts = Counter(json.loads(r["label"])["answer"] for r in rows)
+    return {str(k): counts[k] for k in sorted(counts)}
+
+
+def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes):
+    inputs = []
+    for path in config.inputs:
+        p = Path(path)
+        inputs.append({"path": str(path), "sha256": sha256_file(p) if p.is_file() else None})
+    tasks = {split: len({p.state.task_id for p in pairs[split]}) for split in pairs}
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "package": {"name": "openrlhf-act", "version": __version__},
+        "config": config.to_json(),
+        "inputs": inputs,
+        "sampler": {"name": config.sampler, "fingerprint": sampler.fingerprint()},
+        "counts": {
+            "trajectories": trajectories,
+            "states": len(states),
+            "pairs": {split: len(pairs[split]) for split in pairs},
+            "rows": {split: len(rows[split]) for split in rows},
+            "tasks": tasks,
+            "eval_groups": len(eval_set),
+        },
+        "gold_positions": {split: _gold_positions(rows[split]) for split in rows},
+        "drops": {
+            "reader": reader_stats.to_json(),
+            "alternatives": alt_stats.to_json(),
+            "states_without_pair": len(states) - sum(len(v) for v in pairs.values()),
+            "notes": dict(sorted(notes.items())),
+        },
+    }
+
+
+def _write_outputs(out: Path, rows, pairs, manifest, rejects) -> None:
+    """All data files are staged as ``.tmp`` and renamed together; the manifest is renamed last."""
+    with (
+        atomic_open(out / "train.jsonl") as train,
+        atomic_open(out / "eval.jsonl") as evaluation,
+        atomic_open(out / "pairs.jsonl") as pair_file,
+    ):
+        for handle, split in ((train, "train"), (evaluation, "eval")):
+            for row in rows[split]:
+                handle.write(dumps(row) + "\n")
+        for split in ("train", "eval"):
+            for pair in pairs[split]:
+                pair_file.write(dumps(pair_to_json(pair, split)) + "\n")
+    if rejects is not None:
+        rejects.write(out / "rejects.jsonl")
+    write_json(out / "manifest.json", manifest)
+
+
+def iter_contrast_rows(config: BuildConfig) -> Iterator[dict[str, Any]]:
+    """Streaming ingest + states + rendering with a placeholder alternative and no sampling: what the
+    ingest benchmark measures (one trajectory in memory at a time)."""
+    from data_tools.pairs import contrast_row
+    from data_tools.readers import read_trajectories
+
+    for trajectory in read_trajectories(list(config.inputs), config.input_format, env=config.env):
+        for i, state in enumerate(states_from_trajectory(trajectory, config.state)):
+            pair = ContrastPair(state, ("look around",) * (config.candidates - 1))
+            yield contrast_row(pair, i % config.candidates, tag=config.verdict_tag)
+
+
+def openrlhf_command(out_dir: Path, model: str = "<model>") -> str:
+    """The exact OpenRLHF command that trains the ACT stage on a build (recipes/act.sh is the full one)."""
+    from openrlhf_act.registry import DATA_KINDS, get_reward
+
+    kind = DATA_KINDS["act_judgment"]
+    out = out_dir.resolve()
+    lines = [
+        f"python -m {kind.openrlhf_module}",
+        f"--actor.model_name_or_path {model}",
+        f"--data.prompt_dataset {out / 'train.jsonl'}",
+        f"--eval.dataset {out / 'eval.jsonl'}",
+        *kind.flags,
+        f"--reward.remote_url {get_reward('act_judgment').entry_file}",
+        "--algo.advantage.estimator group_norm",
+        "--rollout.n_samples_per_prompt 8",
+        "--algo.dynamic_filtering_enable",
+        "--algo.dynamic_filtering_range 0 1",
+        "--vllm.num_engines 8",
+        "--train.colocate_all",
+        "--ds.zero_stage 3",
+        "--ckpt.save_hf",
+    ]
+    return " \\\n    ".join(lines)
+
+
+def summary(result: BuildResult) -> str:
+    m = result.manifest
+    counts, drops = m["counts"], m["drops"]
+    dropped = drops["alternatives"]["dropped_states"]
+    rejected = drops["alternatives"]["rejected_completions"]
+    return "\n".join(
+        [
+            f"built {counts['rows']['train']} train / {counts['rows']['eval']} eval contrast prompts "
+            f"from {counts['trajectories']} trajectories, {counts['states']} states "
+            f"({counts['tasks']['train']} train / {counts['tasks']['eval']} eval tasks) in {result.out_dir}",
+            f"sampler: {m['sampler']['name']}; rejected completions: {rejected or 'none'}; "
+            f"states without an alternative: {dropped or 'none'}",
+            f"gold positions: train {m['gold_positions']['train']}, eval {m['gold_positions']['eval']}",
+            f"sampling requests: {m['drops']['alternatives']['requests']} "
+            f"({result.cached_requests} reused from the cache)",
+        ]
+    )
+
+
+def sequence_of(values: Sequence[str] | str | None) -> tuple[str, ...]:
+    if not values:
+        return ()
+    if isinstance(values, str):
+        values = [values]
+    return tuple(p.strip() for v in values for p in v.split(",") if p.strip())

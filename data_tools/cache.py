@@ -1,0 +1,64 @@
+"""Per-state cache of sampled completions, so an interrupted build resumes without re-sampling.
+
+An append-only JSONL file: one line per sampled request, keyed by a hash of everything that
+determines the completions (sampler fingerprint, prompt messages, n, seed). A torn last line from a
+crash is ignored on load. Appends are flushed after every batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+
+def request_key(fingerprint: dict[str, Any], messages: list[dict[str, str]], n: int, seed: int) -> str:
+    payload = json.dumps([fingerprint, messages, n, seed], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class SampleCache:
+    """``get``/``put`` completions by request key; ``None`` path means an in-memory cache only."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        self._entries: dict[str, list[str]] = {}
+        self.loaded = 0
+        if self.path and self.path.exists():
+            self._load()
+        self._handle = None
+
+    def _load(self) -> None:
+        assert self.path is not None
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                    self._entries[entry["k"]] = list(entry["c"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a torn line from an interrupted run
+        self.loaded = len(self._entries)
+
+    def get(self, key: str) -> list[str] | None:
+        return self._entries.get(key)
+
+    def put_many(self, items: list[tuple[str, list[str]]]) -> None:
+        for key, completions in items:
+            self._entries[key] = completions
+        if self.path is None or not items:
+            return
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
+        for key, completions in items:
+            self._handle.write(json.dumps({"k": key, "c": completions}, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __len__(self) -> int:
+        return len(self._entries)

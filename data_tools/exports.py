@@ -1,0 +1,127 @@
+"""Data for the other stages, from the same trajectories and the same task split as ACT data.
+
+* ``sft``: agent prompt -> expert action (``openrlhf.cli.train_sft``, prompt/response chat lists);
+* ``sft_multiturn``: whole episodes as chats (``--data.multiturn``);
+* ``next_action``: agent prompts labelled with the expert action and admissible actions (RL stage);
+* ``dpo``: agent prompt, chosen = expert, rejected = the build's sampled alternative (DPO control);
+* ``sft_choice``: contrast prompt -> bare verdict (SFT-on-choice control).
+
+The first three read trajectories; ``dpo`` and ``sft_choice`` read a ``data build`` output directory so
+they use exactly the pairs the ACT stage saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from data_tools.io import read_jsonl
+from data_tools.pairs import pair_from_json
+from openrlhf_act.prompts import (
+    DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+    action_response,
+    agent_messages,
+    episode_messages,
+    verdict_response,
+)
+from openrlhf_act.schema import DataError, NextActionLabel, State, Trajectory, decode_judgment_label, encode_label
+
+TRAJECTORY_KINDS = ("sft", "sft_multiturn", "next_action")
+BUILD_KINDS = ("dpo", "sft_choice")
+EXPORT_KINDS = TRAJECTORY_KINDS + BUILD_KINDS
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def sft_row(state: State, *, with_thought: bool, max_admissible: int) -> dict[str, Any]:
+    thought = state.expert_thought if with_thought else None
+    return {
+        "prompt": agent_messages(state, max_admissible=max_admissible),
+        "response": _assistant(action_response(state.expert_action, thought)),
+        "datasource": state.env,
+    }
+
+
+def next_action_row(state: State, *, max_admissible: int) -> dict[str, Any]:
+    label = NextActionLabel(
+        expert=state.expert_action,
+        admissible=state.admissible,
+        task_id=state.task_id,
+        env=state.env,
+        step=state.step,
+    )
+    return {
+        "prompt": agent_messages(state, max_admissible=max_admissible),
+        "label": encode_label(label),
+        "datasource": state.env,
+    }
+
+
+def multiturn_row(trajectory: Trajectory, *, with_thought: bool) -> dict[str, Any]:
+    turns = [(s.observation, s.action, s.thought if with_thought else None) for s in trajectory.steps]
+    return {"messages": episode_messages(trajectory.env, trajectory.task, turns), "datasource": trajectory.env}
+
+
+def state_rows(
+    kind: str,
+    states: Iterable[State],
+    *,
+    with_thought: bool = False,
+    max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+) -> Iterator[dict[str, Any]]:
+    for state in states:
+        if kind == "sft":
+            yield sft_row(state, with_thought=with_thought, max_admissible=max_admissible)
+        elif kind == "next_action":
+            yield next_action_row(state, max_admissible=max_admissible)
+        else:
+            raise ValueError(f"{kind!r} is not a per-state export")
+
+
+def build_rows(kind: str, build_dir: Path, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT):
+    """Rows per split for ``dpo`` / ``sft_choice`` from a ``data build`` directory."""
+    out: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
+    if kind == "dpo":
+        source = build_dir / "pairs.jsonl"
+        if not source.exists():
+            raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
+        for record in read_jsonl(source):
+            pair, split = pair_from_json(record)
+            messages = agent_messages(pair.state, max_admissible=max_admissible)
+            for alternative in pair.alternatives:
+                out[split].append(
+                    {
+                        "prompt": messages,
+                        "chosen": _assistant(action_response(pair.state.expert_action)),
+                        "rejected": _assistant(action_response(alternative)),
+                        "datasource": pair.state.env,
+                    }
+                )
+        return out
+    if kind == "sft_choice":
+        manifest = build_dir / "manifest.json"
+        tag = (
+            json.loads(manifest.read_text(encoding="utf-8"))["config"]["verdict_tag"] if manifest.exists() else "answer"
+        )
+        for split in ("train", "eval"):
+            source = build_dir / f"{split}.jsonl"
+            if not source.exists():
+                raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
+            for line_no, row in enumerate(read_jsonl(source), 1):
+                try:
+                    label = decode_judgment_label(row["label"])
+                except (DataError, KeyError) as exc:
+                    raise DataError(f"not a contrast-prompt row ({exc})", where=f"{source}:{line_no}") from None
+                out[split].append(
+                    {
+                        "prompt": row["prompt"],
+                        "response": _assistant(verdict_response(label.answer, tag=tag)),
+                        "datasource": row.get("datasource", label.env),
+                    }
+                )
+        return out
+    raise ValueError(f"{kind!r} is not an export from a build directory")

@@ -1,0 +1,112 @@
+"""Contrast pairs -> contrast-prompt rows (the data contract of ACT_METHOD.md, section 4b).
+
+Gold positions are exactly balanced within each split: for M pairs and K candidates the expert sits
+at each position ``M // K`` or ``M // K + 1`` times (exactly M/K when K divides M), assigned by a
+seeded shuffle. "Both orders" emits every pair once per gold position, linked by ``pair_id``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, judgment_messages
+from openrlhf_act.schema import ContrastPair, JudgmentLabel, State, encode_label
+
+
+def state_to_json(state: State) -> dict[str, Any]:
+    return {
+        "task_id": state.task_id,
+        "env": state.env,
+        "task": state.task,
+        "history": [list(turn) for turn in state.history],
+        "observation": state.observation,
+        "expert_action": state.expert_action,
+        "step": state.step,
+        "admissible": list(state.admissible) if state.admissible is not None else None,
+        "expert_thought": state.expert_thought,
+        "omitted_turns": state.omitted_turns,
+    }
+
+
+def state_from_json(d: dict[str, Any]) -> State:
+    return State(
+        task_id=d["task_id"],
+        env=d["env"],
+        task=d["task"],
+        history=tuple((o, a) for o, a in d["history"]),
+        observation=d["observation"],
+        expert_action=d["expert_action"],
+        step=d["step"],
+        admissible=tuple(d["admissible"]) if d.get("admissible") is not None else None,
+        expert_thought=d.get("expert_thought"),
+        omitted_turns=d.get("omitted_turns", 0),
+    )
+
+
+def pair_to_json(pair: ContrastPair, split: str) -> dict[str, Any]:
+    return {"split": split, "state": state_to_json(pair.state), "alternatives": list(pair.alternatives)}
+
+
+def pair_from_json(d: dict[str, Any]) -> tuple[ContrastPair, str]:
+    return ContrastPair(state_from_json(d["state"]), tuple(d["alternatives"])), d["split"]
+
+
+def balanced_positions(count: int, k: int, rng: random.Random) -> list[int]:
+    """``count`` gold positions (0-based) with every position used equally often (+-1)."""
+    positions = [i % k for i in range(count)]
+    rng.shuffle(positions)
+    return positions
+
+
+def candidates_with_gold_at(pair: ContrastPair, position: int) -> tuple[str, ...]:
+    others = list(pair.alternatives)
+    others.insert(position, pair.state.expert_action)
+    return tuple(others)
+
+
+def contrast_row(
+    pair: ContrastPair, position: int, *, tag: str = "answer", max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
+) -> dict[str, Any]:
+    state = pair.state
+    candidates = candidates_with_gold_at(pair, position)
+    label = JudgmentLabel(
+        answer=position + 1,
+        candidates=candidates,
+        expert=state.expert_action,
+        pair_id=state.key,
+        task_id=state.task_id,
+        env=state.env,
+        step=state.step,
+    )
+    return {
+        "prompt": judgment_messages(state, candidates, tag=tag, max_admissible=max_admissible),
+        "label": encode_label(label),
+        "datasource": state.env,
+    }
+
+
+def contrast_rows(
+    pairs: Sequence[ContrastPair],
+    *,
+    seed: int,
+    split: str,
+    both_orders: bool = False,
+    tag: str = "answer",
+    max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+) -> list[dict[str, Any]]:
+    """Rows for one split, in a seeded shuffled order (mixes tasks for ``--data.max_samples`` users)."""
+    rng = random.Random(f"rows:{seed}:{split}")
+    if not pairs:
+        return []
+    k = len(pairs[0].alternatives) + 1
+    if any(len(p.alternatives) + 1 != k for p in pairs):
+        raise ValueError("all pairs of a split must have the same number of candidates")
+    if both_orders:
+        rows = [contrast_row(p, pos, tag=tag, max_admissible=max_admissible) for p in pairs for pos in range(k)]
+    else:
+        positions = balanced_positions(len(pairs), k, rng)
+        rows = [contrast_row(p, pos, tag=tag, max_admissible=max_admissible) for p, pos in zip(pairs, positions)]
+    rng.shuffle(rows)
+    return rows

@@ -1,0 +1,329 @@
+"""Turn agent trajectories into ACT data. `build` writes contrast prompts (the main job; with no
+--input it collects ScienceWorld gold trajectories first), `collect` replays an environment's expert,
+`export` writes the IL / RL / DPO / SFT-on-choice data from the same trajectories and split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+HELP = "build ACT contrast data (the main job), collect expert trajectories, export data for other stages"
+logger = logging.getLogger("openrlhf_act.data")
+
+DEFAULT_VARIATIONS = "train:5"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    build = sub.add_parser(
+        "build",
+        help="trajectories -> contrast prompts (train.jsonl, eval.jsonl, pairs.jsonl, manifest.json)",
+        description=_BUILD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    build.add_argument("--out", required=True, help="output directory")
+    _input_options(build)
+    _collect_options(build, for_build=True)
+    _state_options(build)
+    _split_options(build)
+    pairs = build.add_argument_group("contrast prompts")
+    pairs.add_argument("--candidates", type=int, default=2, help="K candidates per prompt: expert + K-1 (default 2)")
+    pairs.add_argument("--both-orders", action="store_true", help="emit each pair once per gold position")
+    pairs.add_argument("--verdict-tag", default="answer", help="tag of the verdict, <TAG>Action k</TAG>")
+    _sampler_options(build)
+    build.set_defaults(func=run_build)
+
+    collect = sub.add_parser("collect", help="replay an environment's expert into canonical trajectories")
+    collect.add_argument("--env", default="scienceworld", choices=["scienceworld"], help="environment")
+    collect.add_argument("--out", help="output JSONL file (resumes from <out>.partial if interrupted)")
+    collect.add_argument("--list-tasks", action="store_true", help="list the environment's tasks and exit")
+    _collect_options(collect, for_build=False)
+    collect.set_defaults(func=run_collect)
+
+    export = sub.add_parser(
+        "export",
+        help="IL / RL / DPO / SFT-on-choice data with the same states and split as a build",
+        description=_EXPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("--kind", required=True, choices=_export_kinds(), help="what to export")
+    export.add_argument("--out", required=True, help="output directory (train.jsonl, eval.jsonl, manifest.json)")
+    export.add_argument(
+        "--build",
+        default=None,
+        help="a `data build` directory: reuse its inputs, state and split settings (required for dpo, sft_choice)",
+    )
+    _input_options(export)
+    _state_options(export)
+    _split_options(export)
+    export.add_argument("--with-thought", action="store_true", help="SFT targets include the expert's thought")
+    export.set_defaults(func=run_export)
+
+
+_BUILD_DESCRIPTION = """\
+Build ACT contrast prompts. Each expert state gets K-1 alternatives sampled from the initial policy
+(the model about to be trained), resampled until they differ from the expert action; the prompt shows
+the candidates in a seeded, exactly balanced order and the label records which one is the expert's.
+
+With no --input, the embedded default runs: ScienceWorld gold trajectories are collected for --tasks
+and --variations (into OUT/trajectories.jsonl, reused when present) and built with the `admissible`
+sampler unless --model/--sampler say otherwise.
+
+Examples:
+  openrlhf-act data build --out data/act
+  openrlhf-act data build --input traj.jsonl --out data/act --sampler vllm --model Qwen/Qwen3-8B
+  openrlhf-act data build --input eto/sciworld_sft.json --format eto --out data/act --sampler openai \\
+      --base-url http://127.0.0.1:8000/v1 --model qwen3-8b
+"""
+
+_EXPORT_DESCRIPTION = """\
+Kinds: sft (agent prompt -> expert action), sft_multiturn (whole episodes, --data.multiturn),
+next_action (RL-stage prompts labelled with the expert action), dpo (chosen = expert, rejected = the
+build's alternative), sft_choice (contrast prompt -> bare verdict). With --build DIR the export reuses
+that build's inputs, state window and task split, so no eval task leaks into any stage's training data.
+"""
+
+
+def _export_kinds() -> list[str]:
+    from data_tools.exports import EXPORT_KINDS
+
+    return list(EXPORT_KINDS)
+
+
+def _input_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input")
+    group.add_argument("--input", action="append", default=None, help="trajectory file(s), comma-separated or repeated")
+    group.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "canonical", "eto", "agentgym", "openai", "sharegpt", "react"],
+        help="input format (default: detect)",
+    )
+    group.add_argument("--env", dest="input_env", default=None, help="environment name for formats that lack it")
+    group.add_argument(
+        "--on-error",
+        default="fail",
+        choices=["fail", "skip"],
+        help="bad input records: stop with file:line (default), or skip them into OUT/rejects.jsonl",
+    )
+
+
+def _collect_options(parser: argparse.ArgumentParser, *, for_build: bool) -> None:
+    group = parser.add_argument_group(
+        "ScienceWorld collection" + (" (embedded default, no --input)" if for_build else "")
+    )
+    group.add_argument("--tasks", default=None, help="comma-separated task names (default: a set of fast tasks)")
+    group.add_argument(
+        "--variations",
+        default=DEFAULT_VARIATIONS,
+        help=f"SPLIT[:N] with SPLIT in train/dev/test, or ids like 0,3,7-9 (default {DEFAULT_VARIATIONS})",
+    )
+    group.add_argument("--workers", type=int, default=2, help="parallel environment processes (default 2)")
+    group.add_argument("--no-admissible", action="store_true", help="do not store admissible actions per step")
+
+
+def _state_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("states")
+    group.add_argument("--window", type=int, default=8, help="(observation, action) turns of history (default 8)")
+    group.add_argument(
+        "--max-state-tokens", type=int, default=4096, help="token budget of a state; oldest turns go first"
+    )
+    group.add_argument(
+        "--max-observation-chars", type=int, default=16_000, help="longer observations are clipped in the middle"
+    )
+    group.add_argument(
+        "--max-admissible-in-prompt",
+        type=int,
+        default=50,
+        help="list admissible actions in the prompt only when there are at most this many (default 50)",
+    )
+
+
+def _split_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("split")
+    group.add_argument("--seed", type=int, default=0, help="seed for sampling, gold positions and the split")
+    group.add_argument("--eval-ratio", type=float, default=0.1, help="share of tasks held out for eval (default 0.1)")
+    group.add_argument(
+        "--split-by",
+        default="task_id",
+        choices=["task_id", "task_family"],
+        help="keep whole task ids (default) or whole task families (the part before '/') in one split",
+    )
+
+
+def _sampler_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("alternative sampler")
+    group.add_argument(
+        "--sampler",
+        default=None,
+        choices=["admissible", "vllm", "openai", "hf"],
+        help="where alternatives come from (default: vllm when --model is given, else admissible)",
+    )
+    group.add_argument("--model", default=None, help="the initial policy: HF path/name, or the served model name")
+    group.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (openai sampler)")
+    group.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
+    group.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default 1.0)")
+    group.add_argument("--max-tokens", type=int, default=None, help="tokens per completion (default 512)")
+    group.add_argument("--chat-template-kwargs", default=None, help="JSON, e.g. '{\"enable_thinking\": false}'")
+    group.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm sampler")
+    group.add_argument("--max-concurrency", type=int, default=None, help="openai sampler: requests in flight")
+    group.add_argument("--samples-per-round", type=int, default=1, help="completions per state per round")
+    group.add_argument("--rounds", type=int, default=4, help="resampling rounds for states still lacking one")
+    group.add_argument(
+        "--require-admissible", action="store_true", help="drop alternatives that are not admissible actions"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+def _usage(message: str):
+    from openrlhf_act.cli import UsageError
+
+    return UsageError(message)
+
+
+def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
+    name = args.sampler or ("vllm" if args.model else "admissible")
+    options = {
+        "model": args.model,
+        "base_url": args.base_url,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "max_tokens": args.max_tokens,
+        "tensor_parallel_size": args.tensor_parallel_size,
+        "max_concurrency": args.max_concurrency,
+    }
+    if args.chat_template_kwargs:
+        try:
+            options["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)
+        except json.JSONDecodeError as exc:
+            raise _usage(f"--chat-template-kwargs is not valid JSON: {exc.msg}") from None
+    options = {k: v for k, v in options.items() if v is not None}
+    if name != "admissible" and "model" not in options:
+        raise _usage(f"the {name} sampler needs --model")
+    if name == "admissible" and options:
+        raise _usage(f"the admissible sampler takes no model options (got {', '.join(sorted(options))})")
+    return name, options
+
+
+def _state_config(args: argparse.Namespace):
+    from data_tools.states import StateConfig
+
+    try:
+        return StateConfig(
+            window=args.window, max_state_tokens=args.max_state_tokens, max_observation_chars=args.max_observation_chars
+        )
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+
+
+def _collect_default(args: argparse.Namespace, out_dir: Path) -> Path:
+    """The embedded default: ScienceWorld gold trajectories into OUT/trajectories.jsonl (reused)."""
+    from data_tools.collect import collect, plan_episodes
+    from openrlhf_act.envs.scienceworld import FAST_TASKS
+
+    target = out_dir / "trajectories.jsonl"
+    tasks = _tasks(args.tasks) or list(FAST_TASKS)
+    if target.exists():
+        print(f"reusing {target} (delete it to collect again)", file=sys.stderr)
+        return target
+    print(
+        f"no --input: collecting ScienceWorld gold trajectories for {len(tasks)} tasks, variations {args.variations}",
+        file=sys.stderr,
+    )
+    episodes = _plan(plan_episodes, "scienceworld", tasks, args.variations)
+    stats = collect(episodes, target, workers=args.workers, with_admissible=not args.no_admissible)
+    print(
+        f"collected {stats.kept} trajectories ({stats.steps} steps); dropped {stats.dropped or 'none'}", file=sys.stderr
+    )
+    return target
+
+
+def _plan(plan_episodes, env: str, tasks: list[str], variations: str):
+    from openrlhf_act.envs.base import EnvError
+
+    try:
+        return plan_episodes(env, tasks, variations)
+    except (EnvError, ValueError) as exc:
+        raise _usage(str(exc)) from None
+
+
+def _tasks(raw: str | None) -> list[str]:
+    return [t.strip() for t in (raw or "").split(",") if t.strip()]
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from data_tools.build import BuildConfig, build, openrlhf_command, sequence_of, summary
+
+    out_dir = Path(args.out)
+    inputs = sequence_of(args.input)
+    sampler, options = _sampler_choice(args)
+    if not inputs:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        inputs = (str(_collect_default(args, out_dir)),)
+    if sampler == "admissible":
+        print("no --model given: alternatives are random admissible actions (sampler 'admissible')", file=sys.stderr)
+    try:
+        config = BuildConfig(
+            inputs=inputs,
+            input_format=args.format,
+            env=args.input_env,
+            on_error=args.on_error,
+            seed=args.seed,
+            candidates=args.candidates,
+            both_orders=args.both_orders,
+            eval_ratio=args.eval_ratio,
+            split_by=args.split_by,
+            verdict_tag=args.verdict_tag,
+            max_admissible_in_prompt=args.max_admissible_in_prompt,
+            state=_state_config(args),
+            sampler=sampler,
+            sampler_options=options,
+            samples_per_round=args.samples_per_round,
+            rounds=args.rounds,
+            require_admissible=args.require_admissible,
+        )
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+    result = build(config, out_dir, progress=None)
+    print(summary(result))
+    print("\ntrain the ACT stage on it (full recipe: recipes/act.sh):\n")
+    print(openrlhf_command(out_dir, model=args.model or "<model>"))
+    return 0
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from data_tools.collect import collect, plan_episodes
+
+    if args.list_tasks:
+        from openrlhf_act.envs.scienceworld import FAST_TASKS, ScienceWorld
+
+        with ScienceWorld() as env:
+            for name in env.task_names:
+                print(name + ("  (fast)" if name in FAST_TASKS else ""))
+        return 0
+    if not args.out:
+        raise _usage("data collect needs --out FILE (or --list-tasks)")
+    tasks = _tasks(args.tasks)
+    if not tasks:
+        raise _usage("data collect needs --tasks (see --list-tasks)")
+    episodes = _plan(plan_episodes, args.env, tasks, args.variations)
+    stats = collect(episodes, args.out, workers=args.workers, with_admissible=not args.no_admissible)
+    print(json.dumps(stats.to_json(), indent=2))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from data_tools.export_job import ExportConfig, run_export_job
+
+    try:
+        config = ExportConfig.from_args(args)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
+    manifest = run_export_job(config, Path(args.out))
+    rows = manifest["counts"]["rows"]
+    print(f"exported {args.kind}: {rows['train']} train / {rows['eval']} eval rows in {args.out}")
+    return 0
