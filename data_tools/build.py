@@ -51,6 +51,7 @@ class BuildConfig:
     samples_per_round: int = 1
     rounds: int = 4
     require_admissible: bool = False
+    batch_size: int = 2048
 
     def __post_init__(self) -> None:
         if self.candidates < 2:
@@ -65,6 +66,7 @@ class BuildConfig:
             rounds=self.rounds,
             require_admissible=self.require_admissible,
             seed=self.seed,
+            batch_size=self.batch_size,
             max_admissible_in_prompt=self.max_admissible_in_prompt,
         )
 

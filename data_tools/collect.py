@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import queue
 import signal
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,7 +82,10 @@ def plan_episodes(env_name: str, tasks: Sequence[str], variations: str) -> list[
             if split is not None:
                 chosen = env.variations(task, split)[:limit]
             else:
-                env.variations(task, "train")  # validates the task name
+                known = sorted({v for s in ("train", "dev", "test") for v in env.variations(task, s)})
+                unknown = [v for v in ids or [] if v not in known]
+                if unknown:
+                    raise EnvError(f"ScienceWorld task {task!r} has variations {known[0]}..{known[-1]}, not {unknown}")
                 chosen = list(ids or [])
             for variation in chosen:
                 episodes.append(EnvTask(env_name, task, variation, split=split))
@@ -120,7 +124,7 @@ def _episode(env, task: EnvTask, with_admissible: bool) -> dict[str, Any]:
     )
     if not current.won:
         return {"drop": "expert_did_not_succeed", "task_id": task.task_id, "trajectory": trajectory.to_json()}
-    return {"trajectory": trajectory.to_json()}
+    return {"task_id": task.task_id, "trajectory": trajectory.to_json()}
 
 
 def _worker(env_name: str, jobs: mp.Queue, results: mp.Queue, stop: Any, with_admissible: bool) -> None:
@@ -215,6 +219,13 @@ def collect(
 
 
 def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_admissible: bool, progress) -> None:
+    """Feed the episodes to worker processes and append their results to ``partial`` as they come.
+
+    The first Ctrl-C asks the workers to stop after their current episode; the parent keeps draining
+    their results (nothing finished is lost, and a worker cannot exit while its queue is unread) until
+    every worker has closed its simulator, then raises ``KeyboardInterrupt``. A second Ctrl-C stops
+    waiting.
+    """
     ctx = mp.get_context("spawn")
     jobs: mp.Queue = ctx.Queue()
     results: mp.Queue = ctx.Queue()
@@ -229,6 +240,17 @@ def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_a
     ]
     for proc in procs:
         proc.start()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        logger.warning(
+            "interrupted: workers finish their current episode and close their simulators (Ctrl-C again to abort)"
+        )
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
     partial.parent.mkdir(parents=True, exist_ok=True)
     finished_workers = 0
     fatal: str | None = None
@@ -249,16 +271,16 @@ def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_a
                     sink.write(json.dumps(message, ensure_ascii=False) + "\n")
                     sink.flush()
                     progress.update(1)
-    except KeyboardInterrupt:
-        stop.set()
-        logger.warning("interrupted: waiting for workers to finish their episode and close their simulators")
-        raise
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
         progress.close()
         for proc in procs:
-            proc.join(timeout=60)
+            proc.join(timeout=30)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(timeout=10)
+    if stop.is_set():
+        raise KeyboardInterrupt
     if fatal:
         raise EnvError(fatal)

@@ -174,6 +174,9 @@ def _sampler_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--samples-per-round", type=int, default=1, help="completions per state per round")
     group.add_argument("--rounds", type=int, default=4, help="resampling rounds for states still lacking one")
     group.add_argument(
+        "--batch-size", type=int, default=2048, help="states per sampler call (progress and cache granularity)"
+    )
+    group.add_argument(
         "--require-admissible", action="store_true", help="drop alternatives that are not admissible actions"
     )
 
@@ -285,6 +288,7 @@ def run_build(args: argparse.Namespace) -> int:
             samples_per_round=args.samples_per_round,
             rounds=args.rounds,
             require_admissible=args.require_admissible,
+            batch_size=args.batch_size,
         )
     except ValueError as exc:
         raise _usage(str(exc)) from None

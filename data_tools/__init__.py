@@ -1,0 +1,1 @@
+"""The data pipeline: trajectories in, OpenRLHF-ready JSONL out."""
