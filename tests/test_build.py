@@ -11,7 +11,6 @@ import pytest
 from data_tools.build import BuildConfig, build
 from openrlhf_act.cli import main
 from openrlhf_act.schema import Outcome, Step, Trajectory, decode_judgment_label, decode_next_action_label
-
 from tests.conftest import have
 
 
@@ -230,7 +229,7 @@ def test_openrlhf_preprocessors_read_the_exports(trajectories, tmp_path, tiny_mo
     _, response = sft_preprocess(choice, None, "prompt", "response", tokenizer.apply_chat_template)
     assert response.startswith("<answer>Action ")
     dpo = rows(tmp_path / "dpo" / "train.jsonl")[0]
-    prompt, chosen, rejected, margin = dpo_preprocess(
+    _, chosen, rejected, _ = dpo_preprocess(
         dpo, None, "prompt", "chosen", "rejected", tokenizer.apply_chat_template
     )
     assert chosen.startswith("Action: go to room") and rejected.startswith("Action: ") and chosen != rejected
