@@ -7,6 +7,8 @@ state followed by the numbered candidates.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from openrlhf_act.schema import State
 
 DEFAULT_MAX_ADMISSIBLE_IN_PROMPT = 50
@@ -39,6 +41,23 @@ def env_title(env: str) -> str:
     return ENV_TITLES.get(env, env)
 
 
+@lru_cache(maxsize=256)
+def _agent_system(env: str) -> str:
+    return AGENT_SYSTEM.format(env=env_title(env))
+
+
+@lru_cache(maxsize=256)
+def _judge_system(env: str, k: int) -> str:
+    return JUDGE_SYSTEM.format(env=env_title(env), k=k)
+
+
+@lru_cache(maxsize=64)
+def _judge_instruction_parts(tag: str) -> tuple[str, str]:
+    """The judgment instruction around its candidate block (formatted once per tag, not per prompt)."""
+    head, tail = JUDGE_INSTRUCTION.split("{candidates}")
+    return head, tail.format(tag=tag)
+
+
 def render_state(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> str:
     """Task, recent turns (oldest first), current observation, and admissible actions when short."""
     parts = ["Task: ", state.task.strip(), "\n\n"]
@@ -59,7 +78,7 @@ def render_state(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_I
 def agent_messages(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> list[dict[str, str]]:
     """The agent prompt (system + user) used for sampling, IL, RL, DPO and evaluation."""
     return [
-        {"role": "system", "content": AGENT_SYSTEM.format(env=env_title(state.env))},
+        {"role": "system", "content": _agent_system(state.env)},
         {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + AGENT_INSTRUCTION},
     ]
 
@@ -72,11 +91,11 @@ def judgment_messages(
     max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
 ) -> list[dict[str, str]]:
     """The ACT contrast prompt: the state, then "Action 1: ... / Action 2: ..." in the given order."""
-    listed = "\n".join(f"Action {i}: {safe_text(c.strip())}" for i, c in enumerate(candidates, 1))
-    instruction = JUDGE_INSTRUCTION.format(candidates=listed, tag=tag)
+    head, tail = _judge_instruction_parts(tag)
+    listed = safe_text("\n".join([f"Action {i}: {c.strip()}" for i, c in enumerate(candidates, 1)]))
     return [
-        {"role": "system", "content": JUDGE_SYSTEM.format(env=env_title(state.env), k=len(candidates))},
-        {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + instruction},
+        {"role": "system", "content": _judge_system(state.env, len(candidates))},
+        {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + head + listed + tail},
     ]
 
 
@@ -98,7 +117,7 @@ def episode_messages(env: str, task: str, turns: list[tuple[str, str, str | None
 
     ``turns`` holds (observation, action, thought) in order.
     """
-    messages = [{"role": "system", "content": AGENT_SYSTEM.format(env=env_title(env))}]
+    messages = [{"role": "system", "content": _agent_system(env)}]
     for i, (observation, action, thought) in enumerate(turns):
         content = safe_text(observation.strip())
         if i == 0:
