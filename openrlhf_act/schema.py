@@ -228,17 +228,3 @@ def decode_next_action_label(raw: Any) -> NextActionLabel:
         step=_int_or(d.get("step"), -1),
         kind=str(d.get("kind", NEXT_ACTION_KIND)),
     )
-
-
-def label_kind(raw: Any) -> str | None:
-    """The ``kind`` of a label, or ``None`` when the label is not one of ours (used for routing)."""
-    try:
-        d = _label_dict(raw)
-    except DataError:
-        return None
-    kind = d.get("kind")
-    if isinstance(kind, str):
-        return kind
-    if "candidates" in d and "answer" in d:
-        return JUDGMENT_KIND
-    return None

@@ -9,8 +9,13 @@ already scores math, code or a reward model. Configuration (environment, read on
 * ``OPENRLHF_ACT_ROUTE_LOG_KEYS``: comma-separated ``extra_logs`` keys the user's reward returns; they
   are logged as ``user_<key>`` (0 on ACT rows) so every sample carries the same key set.
 
-Every sample logs ``route_act``, ``route_next_action`` and ``route_user`` (0/1) plus our rewards'
-keys prefixed ``act_`` / ``na_``. Per-route averages are the prefixed mean divided by the route mean.
+A row is ours only when its label is a JSON object whose ``kind`` names one of our rewards (our
+exports always write it): a user's label that merely looks like ours (say, a multiple-choice label
+with ``answer`` and ``candidates``) stays with the user's reward.
+
+Every sample logs ``route_act``, ``route_next_action`` and ``route_user`` (0/1), ``user_reward`` and
+``user_error`` (1 when the user's reward failed and the sample got 0), plus our rewards' keys prefixed
+``act_`` / ``na_``. Per-route averages are the prefixed mean divided by the route mean.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -31,13 +37,14 @@ from openrlhf_act.rewards import judgment, next_action
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.batch import score_batch
 from openrlhf_act.rewards.config import RewardConfig
-from openrlhf_act.schema import JUDGMENT_KIND, NEXT_ACTION_KIND, label_kind
+from openrlhf_act.schema import JUDGMENT_KIND, NEXT_ACTION_KIND
 
 NAME = "routing"
 DEFAULT_ENV = "OPENRLHF_ACT_ROUTE_DEFAULT"
 USER_KEYS_ENV = "OPENRLHF_ACT_ROUTE_LOG_KEYS"
 HTTP_TIMEOUT_S = 180
 HTTP_TRIES = 5
+USER_FAILURE_REWARD = 0.0
 
 logger = logging.getLogger("openrlhf_act.rewards")
 
@@ -47,10 +54,11 @@ _OURS = {
 }
 ROUTE_KEYS = ("route_act", "route_next_action", "route_user")
 BASE_LOG_KEYS = (
-    ROUTE_KEYS
-    + ("user_reward",)
-    + tuple("act_" + k for k in judgment.LOG_KEYS)
-    + tuple("na_" + k for k in next_action.LOG_KEYS)
+    *ROUTE_KEYS,
+    "user_reward",
+    "user_error",
+    *("act_" + k for k in judgment.LOG_KEYS),
+    *("na_" + k for k in next_action.LOG_KEYS),
 )
 
 UserReward = Callable[[list[Any], list[Any], list[Any]], dict[str, Any]]
@@ -65,6 +73,20 @@ def user_log_keys(environ: dict[str, str] | None = None) -> tuple[str, ...]:
 def log_keys(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     return BASE_LOG_KEYS + user_log_keys(environ)
 
+
+def route_kind(label: Any) -> str | None:
+    """The reward kind a label explicitly names, when it is one of ours; ``None`` sends it to the user."""
+    if isinstance(label, (bytes, bytearray)):
+        label = label.decode("utf-8", "replace")
+    if isinstance(label, str):
+        if not label.lstrip().startswith("{"):
+            return None
+        try:
+            label = json.loads(label)
+        except json.JSONDecodeError:
+            return None
+    kind = label.get("kind") if isinstance(label, dict) else None
+    return kind if kind in _OURS else None
 
 
 def load_user_reward(target: str) -> UserReward:
@@ -83,6 +105,7 @@ def load_user_reward(target: str) -> UserReward:
 
 
 def _http_reward(urls: list[str]) -> UserReward:
+    """OpenRLHF's remote-RM protocol: POST query/prompts/labels, URLs taken in turn, a few tries."""
     rotation = cycle(urls)
     lock = threading.Lock()
 
@@ -105,24 +128,28 @@ def _http_reward(urls: list[str]) -> UserReward:
 
 
 def _number(value: Any, index: int) -> float:
-    """Pick element ``index`` from a scalar, list or tensor-like value."""
+    """Pick element ``index`` from a scalar, list or tensor-like value; it must be finite."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
         value = value[index] if len(value) > index else value[0]
         if isinstance(value, (list, tuple)):
             value = value[0]
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
 
 
 class Router:
-    """Dispatch by label kind; the user's reward is loaded lazily, once."""
+    """Dispatch by label kind; the user's reward is loaded lazily, once (a failed load is not retried)."""
 
     def __init__(self, default_target: str | None, user_keys: Sequence[str]):
         self.default_target = default_target
         self.user_keys = tuple(user_keys)
         self.keys = BASE_LOG_KEYS + self.user_keys
         self._user: UserReward | None = None
+        self._load_error: Exception | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -131,10 +158,17 @@ class Router:
 
     def _user_reward(self) -> UserReward:
         with self._lock:
+            if self._load_error is not None:
+                raise self._load_error
             if self._user is None:
-                if not self.default_target:
-                    raise ValueError(f"a non-ACT row arrived but {DEFAULT_ENV} is not set")
-                self._user = load_user_reward(self.default_target)
+                try:
+                    if not self.default_target:
+                        raise ValueError(f"a non-ACT row arrived but {DEFAULT_ENV} is not set")
+                    self._user = load_user_reward(self.default_target)
+                except Exception as exc:
+                    self._load_error = exc
+                    logger.error("openrlhf-act routing: cannot load the user's reward: %s", exc)
+                    raise
             return self._user
 
     def score(self, queries: Sequence[Any], prompts: Sequence[Any], labels: Sequence[Any], config: RewardConfig):
@@ -143,31 +177,38 @@ class Router:
             prompt = prompts[i] if i < len(prompts) else ""
             label = labels[i] if i < len(labels) else None
             logs = dict.fromkeys(self.keys, 0.0)
-            route = _OURS.get(label_kind(label) or "")
-            if route is not None:
-                prefix, fn, keys, flag = route
+            kind = route_kind(label)
+            if kind is not None:
+                prefix, fn, keys, flag = _OURS[kind]
                 (result,) = score_batch(fn, keys, [query], [prompt], [label], config, NAME)
                 logs[flag] = 1.0
                 for k in keys:
                     logs[prefix + k] = result.logs[k]
                 out.append(RewardResult(result.reward, result.score, logs))
                 continue
-            logs["route_user"] = 1.0
-            try:
-                answer = self._user_reward()([query], [prompt], [label])
-                reward = _number(answer["rewards"], 0)
-                score = answer.get("scores")
-                score = reward if score is None else _number(score, 0)
-                for key, value in (answer.get("extra_logs") or {}).items():
-                    if "user_" + key in logs:
-                        logs["user_" + key] = _number(value, 0)
-            except Exception as exc:  # never raise into OpenRLHF
-                STATS.add(f"{NAME}.user_reward_error")
-                logger.warning("openrlhf-act routing: the user's reward failed (%s); reward 0", exc)
-                reward, score = config.label_error, 0.0
-            logs["user_reward"] = reward
-            out.append(RewardResult(reward, score, logs))
+            out.append(self._score_user(query, prompt, label, logs))
         return out
+
+    def _score_user(self, query: Any, prompt: Any, label: Any, logs: dict[str, float]) -> RewardResult:
+        logs["route_user"] = 1.0
+        user_logs: dict[str, float] = {}
+        try:
+            answer = self._user_reward()([query], [prompt], [label])
+            reward = _number(answer["rewards"], 0)
+            score = answer.get("scores")
+            score = reward if score is None else _number(score, 0)
+            for key, value in (answer.get("extra_logs") or {}).items():
+                if "user_" + key in logs:
+                    user_logs["user_" + key] = _number(value, 0)
+        except Exception as exc:  # never raise into OpenRLHF
+            STATS.add(f"{NAME}.user_reward_error")
+            if self._load_error is None:
+                logger.warning("openrlhf-act routing: the user's reward failed (%s); reward 0", exc)
+            logs["user_error"] = 1.0
+            return RewardResult(USER_FAILURE_REWARD, 0.0, logs)
+        logs.update(user_logs)
+        logs["user_reward"] = reward
+        return RewardResult(reward, score, logs)
 
 
 _router: Router | None = None
@@ -180,4 +221,17 @@ def score_routed(queries, prompts, labels, config: RewardConfig) -> list[RewardR
     with _router_lock:
         if _router is None:
             _router = Router.from_env()
-    return _router.score(list(queries or []), list(prompts or []), list(labels or []), config)
+        router = _router
+    return router.score(list(queries or []), list(prompts or []), list(labels or []), config)
+
+
+def reset() -> None:
+    """Forget the process's router, so the next sample reads ``OPENRLHF_ACT_ROUTE_DEFAULT`` again.
+
+    For tests and long-lived services that change the environment. The log key set is fixed per
+    process by the registry (``openrlhf_act.registry``), so ``OPENRLHF_ACT_ROUTE_LOG_KEYS`` must be
+    set before the first reward is built.
+    """
+    global _router
+    with _router_lock:
+        _router = None

@@ -1,0 +1,95 @@
+"""The shell recipes under recipes/: check them against the installed OpenRLHF before a GPU is
+spent, list their settings, print what they ask the plugin. Example: openrlhf-act recipe check"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "check recipes against the installed OpenRLHF, list their settings"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="recipe_command", metavar="ACTION", required=True)
+    check = sub.add_parser(
+        "check",
+        help="expand recipes with DRY_RUN=1 and validate every OpenRLHF command",
+        description="Expand each recipe with DRY_RUN=1 for every variant it declares (presets, pipeline stages; "
+        "a variable already set in your environment pins its variant) and judge every printed OpenRLHF "
+        "command with the installed OpenRLHF's own argument parser and checks. Exit status 1 on any error.",
+    )
+    check.add_argument("scripts", nargs="*", help="recipe files or folders (default: every recipe in recipes/)")
+    check.add_argument("--preset", action="append", default=[], help="only this preset (repeatable)")
+    check.add_argument("--stages", action="append", default=[], help="pipeline.sh: only this STAGES value (repeatable)")
+    check.add_argument(
+        "--check-data", action="store_true", help="also open local dataset files: existence, columns, blendable types"
+    )
+    check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    check.set_defaults(func=run_check)
+    listing = sub.add_parser("list", help="the recipes and their settings (environment variables) with defaults")
+    listing.add_argument("scripts", nargs="*", help="recipe files or folders (default: every recipe in recipes/)")
+    listing.set_defaults(func=run_list)
+    shell = sub.add_parser("vars", help="shell assignments the recipes read: reward entry files, data-kind flags")
+    shell.set_defaults(func=run_vars)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from openrlhf_act.cli import UsageError
+    from openrlhf_act.recipe_check import check_recipes
+
+    try:
+        report = check_recipes(args.scripts, presets=args.preset, stages=args.stages, check_data=args.check_data)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    for finding in report.findings:
+        if finding.level == "error" or not args.quiet:
+            print(finding)
+    print(
+        f"recipe check: {report.recipes} recipe(s), {report.expansions} variant(s), {report.commands} OpenRLHF "
+        f"command(s) judged by OpenRLHF {report.openrlhf_version or '(not installed)'}: "
+        f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    )
+    return 1 if report.errors else 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from openrlhf_act.cli import UsageError
+    from openrlhf_act.recipe_check import display_path, find_recipes, list_settings, read_recipe
+
+    try:
+        recipes = [read_recipe(p) for p in find_recipes(args.scripts)]
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    clean_env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR") if k in os.environ}
+    tables = {}
+    for recipe in recipes:
+        try:
+            paper = list_settings(recipe, "paper", clean_env)
+            small = {name: value for name, value, _ in list_settings(recipe, "small", clean_env)}
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+        tables[recipe.path] = [(name, value, small.get(name, value), doc) for name, value, doc in paper]
+    shared = set.intersection(*(set(row[0] for row in rows) for rows in tables.values())) if len(tables) > 1 else set()
+    if shared:
+        first = next(iter(tables.values()))
+        print("settings of every recipe (recipes/common.sh):")
+        _print_rows([row for row in first if row[0] in shared])
+    for recipe in recipes:
+        print(f"\n{display_path(recipe.path)}: {recipe.description}")
+        _print_rows([row for row in tables[recipe.path] if row[0] not in shared])
+    return 0
+
+
+def _print_rows(rows: list[tuple[str, str, str, str]]) -> None:
+    for name, paper, small, doc in rows:
+        default = repr(paper) if paper == "" else paper
+        if small != paper and name != "PRESET":
+            default += f" (small: {small})"
+        print(f"  {name}={default}\n      {doc}")
+
+
+def run_vars(args: argparse.Namespace) -> int:
+    from openrlhf_act.recipe_check import recipe_shell_vars
+
+    print(recipe_shell_vars())
+    return 0

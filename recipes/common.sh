@@ -1,0 +1,476 @@
+# shellcheck shell=bash
+# Shared prelude of the openrlhf-act recipes (sourced by each of them, never run on its own).
+#
+# What it gives a recipe: settings read from the environment with documented defaults and two
+# presets, one way to print or run a command, the Ray / DeepSpeed launchers, and the OpenRLHF flags
+# that every GRPO or SFT/DPO stage shares. A new recipe (say, online-environment RL) sources this
+# file, declares its own settings, calls grpo_args, adds its flags and calls launch_ray_module.
+#
+#   DRY_RUN=1        print every command, fully expanded, one per line, shell-quoted; run nothing
+#   LIST_SETTINGS=1  print the settings (setting<TAB>NAME<TAB>VALUE<TAB>DOC); run nothing
+#
+# `openrlhf-act recipe list` shows every setting with its defaults; `openrlhf-act recipe check`
+# expands the recipes with DRY_RUN=1 and validates every flag against the installed OpenRLHF.
+
+if [[ -n ${_OPENRLHF_ACT_PRELUDE:-} ]]; then
+    return 0
+fi
+_OPENRLHF_ACT_PRELUDE=1
+
+# shellcheck disable=SC2034  # read by the recipes that source this file
+RECIPES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RECIPE_NAME=$(basename "${BASH_SOURCE[1]:-recipe}")
+
+die() {
+    printf '%s: error: %s\n' "$RECIPE_NAME" "$*" >&2
+    exit 2
+}
+
+if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 402)); then
+    die "bash >= 4.2 is needed (associative arrays); this is bash $BASH_VERSION"
+fi
+
+if [[ ${LIST_SETTINGS:-0} == 1 ]]; then
+    RUN_AS=list
+elif [[ ${DRY_RUN:-0} == 1 ]]; then
+    RUN_AS=dry
+else
+    RUN_AS=run
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Settings: `setting NAME DEFAULT DOC` keeps $NAME when the environment sets it (non-empty),
+# otherwise assigns DEFAULT; LIST_SETTINGS=1 prints it. `by_preset PAPER SMALL` picks a default.
+
+setting() {
+    local name=$1 default=$2 doc=$3
+    if [[ -z ${!name:-} ]]; then
+        printf -v "$name" '%s' "$default"
+    fi
+    if [[ $RUN_AS == list ]]; then
+        local shown=${!name}
+        printf 'setting\t%s\t%s\t%s\n' "$name" "${shown//$PWD\//./}" "$doc"
+    fi
+}
+
+settings_done() {
+    # Call once a recipe has declared all its settings: LIST_SETTINGS=1 stops here.
+    if [[ $RUN_AS == list ]]; then
+        exit 0
+    fi
+}
+
+by_preset() {
+    case $PRESET in
+        paper) printf '%s' "$1" ;;
+        small) printf '%s' "$2" ;;
+    esac
+}
+
+require_int() {
+    local name
+    for name in "$@"; do
+        [[ ${!name} =~ ^-?[0-9]+$ ]] || die "$name must be an integer, got '${!name}'"
+    done
+}
+
+require_choice() {
+    local name=$1 choice
+    shift
+    for choice in "$@"; do
+        [[ ${!name} == "$choice" ]] && return 0
+    done
+    die "$name must be one of: $*; got '${!name}'"
+}
+
+absolute() {
+    # absolute VAR: make a relative path absolute (Ray jobs run in another working directory).
+    local name=$1
+    if [[ -n ${!name} && ${!name} != /* ]]; then
+        printf -v "$name" '%s/%s' "$PWD" "${!name#./}"
+    fi
+}
+
+setting PRESET paper "paper: Qwen3-8B on one node of 8x80 GB, as in the paper | small: Qwen3-0.6B on 1 GPU, a first try"
+require_choice PRESET paper small
+
+setting MODE local "local: run here (starts 'ray start --head' if no cluster is up) | job: 'ray job submit' to RAY_ADDRESS"
+require_choice MODE local job
+setting RAY_ADDRESS "http://127.0.0.1:8265" "MODE=job: the Ray dashboard address the job is submitted to"
+setting JOB_SHIP installed "MODE=job: how the plugin reaches the cluster: installed (same environment on every node) | py_modules (upload this checkout) | pip (pip-install openrlhf-act==this version)"
+require_choice JOB_SHIP installed py_modules pip
+setting PYTHON python3 "Python interpreter that runs OpenRLHF's modules (on the cluster for MODE=job)"
+
+setting MODEL "$(by_preset Qwen/Qwen3-8B Qwen/Qwen3-0.6B)" "model to start from: a hub id or a local Hugging Face checkpoint"
+setting DATA_DIR "./data" "root of the exported data: act/ (openrlhf-act data build), sft/ next_action/ dpo/ sft_choice/ (openrlhf-act data export)"
+setting OUTPUT_DIR "./runs" "root of the checkpoints and logs (shared storage for MODE=job)"
+absolute DATA_DIR
+absolute OUTPUT_DIR
+if [[ -d $MODEL ]]; then
+    absolute MODEL
+fi
+
+setting NNODES 1 "nodes per model role"
+setting GPUS_PER_NODE "$(by_preset 8 1)" "GPUs per node for every role (OpenRLHF's own default is 8)"
+setting VLLM_TP 1 "tensor-parallel size of each vLLM engine"
+require_int NNODES GPUS_PER_NODE VLLM_TP
+setting VLLM_ENGINES "$((NNODES * GPUS_PER_NODE / VLLM_TP))" "vLLM rollout engines (colocated: NNODES*GPUS_PER_NODE/VLLM_TP)"
+setting VLLM_GPU_UTIL 0.6 "vLLM gpu_memory_utilization (the engines sleep while DeepSpeed trains when colocated)"
+setting COLOCATE 1 "1: actor, reference and vLLM engines share the same GPUs (--train.colocate_all)"
+setting ZERO_STAGE "$(by_preset 3 2)" "DeepSpeed ZeRO stage"
+setting ATTN_IMPL flash_attention_2 "attention implementation for training (--ds.attn_implementation)"
+require_int VLLM_ENGINES COLOCATE ZERO_STAGE
+
+setting GROUP_SIZE 8 "GRPO group: responses sampled per prompt (--rollout.n_samples_per_prompt)"
+setting ESTIMATOR group_norm "advantage estimator (GRPO: group_norm; also dr_grpo, rloo, reinforce_baseline)"
+setting KL_COEF 1e-3 "KL loss coefficient against the stage's starting model (k3 estimator); 0 drops the reference model"
+setting DYNAMIC_FILTERING 1 "1: drop prompt groups whose scores are all 0 or all 1 (--algo.dynamic_filtering_enable on scores)"
+setting ROLLOUT_BATCH "$(by_preset 64 16)" "prompts per rollout step (each sampled GROUP_SIZE times)"
+setting TRAIN_BATCH "$(by_preset 128 32)" "samples per optimizer step (GRPO)"
+setting MICRO_ROLLOUT_BATCH "$(by_preset 4 8)" "samples per GPU per forward pass while scoring rollouts"
+setting MICRO_TRAIN_BATCH "$(by_preset 2 4)" "samples per GPU per training micro-step (GRPO)"
+setting PROMPT_MAX_LEN "$(by_preset 4096 2048)" "longest prompt in tokens (GRPO stages)"
+setting GENERATE_MAX_LEN "$(by_preset 8192 2048)" "longest response in tokens: thinking-length by default (GRPO stages)"
+setting TEMPERATURE 1.0 "rollout sampling temperature"
+require_int GROUP_SIZE DYNAMIC_FILTERING ROLLOUT_BATCH TRAIN_BATCH MICRO_ROLLOUT_BATCH MICRO_TRAIN_BATCH
+require_int PROMPT_MAX_LEN GENERATE_MAX_LEN
+
+setting SFT_MAX_LEN "$(by_preset 4096 2048)" "longest prompt + target in tokens (IL, DPO and SFT-on-choice stages)"
+setting SFT_BATCH "$(by_preset 128 32)" "samples per optimizer step (IL, DPO and SFT-on-choice stages)"
+setting SFT_MICRO_BATCH "$(by_preset 2 4)" "samples per GPU per micro-step (IL, DPO and SFT-on-choice stages)"
+setting HOSTFILE "" "DeepSpeed hostfile, required when NNODES > 1 for the IL, DPO and SFT-on-choice stages"
+require_int SFT_MAX_LEN SFT_BATCH SFT_MICRO_BATCH
+
+setting EPOCHS 3 "passes over the stage's data (the paper's epoch-matched setting: 3 per stage)"
+setting EVAL_STEPS 20 "evaluate on the eval split every N steps (-1: never)"
+setting EVAL_SAMPLES 4 "responses per eval prompt (GRPO stages)"
+setting SAVE_STEPS 50 "save a resumable checkpoint every N steps (-1: only the final model); reruns resume from it"
+setting SEED 42 "training seed"
+require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED
+
+setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (log in first or set WANDB_API_KEY) | none"
+require_choice LOGGER tensorboard wandb none
+setting WANDB_PROJECT openrlhf-act "LOGGER=wandb: project"
+setting WANDB_GROUP "" "LOGGER=wandb: group (e.g. one per pipeline)"
+
+setting OPENRLHF_ACT_REWARD_PRESET paper "reward constants: paper (1 / 0 / -0.5 malformed) | binary (1 / 0); forwarded to the Ray workers"
+setting OPENRLHF_ACT_REWARD_CONFIG "" "JSON object overriding single reward constants, e.g. {\"malformed\": -1}; forwarded to the Ray workers"
+setting FORWARD_ENV "" "names of more environment variables to forward to the Ray workers (space-separated)"
+
+# ---------------------------------------------------------------------------------------------
+# Printing and running commands.
+
+quote_into() {
+    # quote_into VAR WORD: VAR becomes WORD quoted for the shell (POSIX single quotes, as shlex reads them).
+    if [[ $2 =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+        printf -v "$1" '%s' "$2"
+    else
+        printf -v "$1" "'%s'" "${2//\'/\'\\\'\'}"
+    fi
+}
+
+command_line() {
+    local word quoted line=""
+    for word in "$@"; do
+        quote_into quoted "$word"
+        line+="${line:+ }$quoted"
+    done
+    printf '%s\n' "$line"
+}
+
+note() {
+    # A comment line in the DRY_RUN output; `recipe check` reads the `recipe:` and `data-kind:` notes.
+    if [[ $RUN_AS == dry ]]; then
+        printf '# %s\n' "$*"
+    fi
+}
+
+run_cmd() {
+    case $RUN_AS in
+        dry) command_line "$@" ;;
+        list) ;;
+        run)
+            printf '+ %s\n' "$(command_line "$@")" >&2
+            "$@"
+            ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# What the installed plugin knows (one CLI call, shared with child recipes): reward entry files
+# (ACT_REWARD_FILES), the OpenRLHF flags of each data kind (ACT_DATA_FLAGS), ACT_PACKAGE_DIR, ACT_VERSION.
+
+if [[ -z ${OPENRLHF_ACT_RECIPE_VARS:-} ]]; then
+    command -v openrlhf-act >/dev/null 2>&1 ||
+        die "openrlhf-act is not on PATH: pip install openrlhf-act into the environment that runs OpenRLHF"
+    OPENRLHF_ACT_RECIPE_VARS=$(openrlhf-act recipe vars) || die "'openrlhf-act recipe vars' failed"
+    export OPENRLHF_ACT_RECIPE_VARS
+fi
+eval "$OPENRLHF_ACT_RECIPE_VARS"
+
+# ---------------------------------------------------------------------------------------------
+# Building OpenRLHF arguments. Recipes append to the global array OPENRLHF_ARGS.
+
+OPENRLHF_ARGS=()
+DATA_KIND=""
+JOB_WORKING_DIR=""
+
+stage_setup() {
+    # stage_setup NAME: the stage's output directory, run name and extra flags.
+    STAGE=$1
+    setting SAVE_DIR "$OUTPUT_DIR/$STAGE" "where this stage writes its final Hugging Face checkpoint (and ckpt/, logs)"
+    absolute SAVE_DIR
+    setting RUN_NAME "$STAGE-$PRESET" "run name shown by the logger"
+    local extra=${STAGE^^}_EXTRA_ARGS
+    setting "$extra" "" "more OpenRLHF flags for this stage, appended last (space-separated; later flags win)"
+}
+
+add_data_flags() {
+    # add_data_flags KIND: the flags that make OpenRLHF read rows of this data kind (openrlhf_act.registry.DATA_KINDS).
+    local kind=$1 flags
+    [[ -n ${ACT_DATA_FLAGS[$kind]:-} ]] || die "unknown data kind '$kind'"
+    read -ra flags <<<"${ACT_DATA_FLAGS[$kind]}"
+    OPENRLHF_ARGS+=("${flags[@]}")
+    DATA_KIND=$kind
+}
+
+reward_location() {
+    # reward_location NAME: REPLY = the path OpenRLHF loads the reward entry file from. In MODE=job with a
+    # shipped plugin, the entry file's folder becomes the job's working_dir and the path is relative to it.
+    local file=${ACT_REWARD_FILES[$1]:-}
+    [[ -n $file ]] || die "unknown reward '$1' (see: openrlhf-act reward list)"
+    if [[ $MODE == job && $JOB_SHIP != installed ]]; then
+        JOB_WORKING_DIR=$(dirname "$file")
+        REPLY=$(basename "$file")
+    else
+        REPLY=$file
+    fi
+}
+
+add_reward() {
+    reward_location "$1"
+    OPENRLHF_ARGS+=(--reward.remote_url "$REPLY")
+}
+
+add_extra_args() {
+    local extra=${STAGE^^}_EXTRA_ARGS words
+    read -ra words <<<"${!extra}"
+    OPENRLHF_ARGS+=("${words[@]}")
+}
+
+logger_args() {
+    case $LOGGER in
+        tensorboard) OPENRLHF_ARGS+=(--logger.tensorboard_dir "$SAVE_DIR/tensorboard") ;;
+        wandb)
+            # "True" makes OpenRLHF use the login already present (wandb login / WANDB_API_KEY): no secret on the command line.
+            OPENRLHF_ARGS+=(--logger.wandb.key True --logger.wandb.project "$WANDB_PROJECT")
+            if [[ -n $WANDB_GROUP ]]; then
+                OPENRLHF_ARGS+=(--logger.wandb.group "$WANDB_GROUP")
+            fi
+            ;;
+        none) ;;
+    esac
+    OPENRLHF_ARGS+=(--logger.wandb.run_name "$RUN_NAME" --logger.logging_steps 1)
+}
+
+checkpoint_args() {
+    OPENRLHF_ARGS+=(
+        --ckpt.output_dir "$SAVE_DIR"
+        --ckpt.path "$SAVE_DIR/ckpt"
+        --ckpt.save_steps "$SAVE_STEPS"
+        --ckpt.save_hf
+        --ckpt.max_num 2
+        --ckpt.load_enable
+    )
+}
+
+grpo_args() {
+    # grpo_args LR: OPENRLHF_ARGS = the train_ppo_ray flags of a GRPO stage (cluster layout, vLLM,
+    # GRPO with KL loss, ZeRO, lengths, batches, checkpoints, logger). Add data, reward and eval.
+    local lr=$1
+    OPENRLHF_ARGS=(
+        --actor.model_name_or_path "$MODEL"
+        --actor.num_nodes "$NNODES"
+        --actor.num_gpus_per_node "$GPUS_PER_NODE"
+        --ref.num_nodes "$NNODES"
+        --ref.num_gpus_per_node "$GPUS_PER_NODE"
+        --vllm.num_engines "$VLLM_ENGINES"
+        --vllm.tensor_parallel_size "$VLLM_TP"
+        --vllm.gpu_memory_utilization "$VLLM_GPU_UTIL"
+        --vllm.enable_prefix_caching
+    )
+    if [[ $COLOCATE == 1 ]]; then
+        OPENRLHF_ARGS+=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
+    fi
+    OPENRLHF_ARGS+=(
+        --algo.advantage.estimator "$ESTIMATOR"
+        --rollout.n_samples_per_prompt "$GROUP_SIZE"
+        --algo.kl.use_loss
+        --algo.kl.estimator k3
+        --algo.kl.init_coef "$KL_COEF"
+    )
+    if [[ $DYNAMIC_FILTERING == 1 ]]; then
+        OPENRLHF_ARGS+=(--algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1)
+    fi
+    OPENRLHF_ARGS+=(
+        --actor.adam.lr "$lr"
+        --actor.gradient_checkpointing_enable
+        --ds.zero_stage "$ZERO_STAGE"
+        --ds.param_dtype bf16
+        --ds.attn_implementation "$ATTN_IMPL"
+        --ds.packing_samples
+        --data.max_len "$((PROMPT_MAX_LEN + GENERATE_MAX_LEN))"
+        --rollout.max_new_tokens "$GENERATE_MAX_LEN"
+        --rollout.temperature "$TEMPERATURE"
+        --rollout.batch_size "$ROLLOUT_BATCH"
+        --rollout.micro_batch_size "$MICRO_ROLLOUT_BATCH"
+        --train.batch_size "$TRAIN_BATCH"
+        --train.micro_batch_size "$MICRO_TRAIN_BATCH"
+        --train.num_episodes "$EPOCHS"
+        --train.max_epochs 1
+        --train.seed "$SEED"
+        --eval.steps "$EVAL_STEPS"
+        --eval.n_samples_per_prompt "$EVAL_SAMPLES"
+    )
+    checkpoint_args
+    logger_args
+}
+
+deepspeed_args() {
+    # deepspeed_args LR: OPENRLHF_ARGS = the train_sft / train_dpo flags every supervised stage shares.
+    local lr=$1
+    OPENRLHF_ARGS=(
+        --model.model_name_or_path "$MODEL"
+        --model.gradient_checkpointing_enable
+        --ds.zero_stage "$ZERO_STAGE"
+        --ds.param_dtype bf16
+        --ds.attn_implementation "$ATTN_IMPL"
+        --ds.packing_samples
+        --data.max_len "$SFT_MAX_LEN"
+        --train.batch_size "$SFT_BATCH"
+        --train.micro_batch_size "$SFT_MICRO_BATCH"
+        --train.max_epochs "$EPOCHS"
+        --train.seed "$SEED"
+        --adam.lr "$lr"
+        --eval.steps "$EVAL_STEPS"
+    )
+    checkpoint_args
+    logger_args
+}
+
+# ---------------------------------------------------------------------------------------------
+# Launchers. Reward settings reach the vLLM rollout actors only through Ray's runtime environment.
+
+json_into() {
+    # json_into VAR TEXT: VAR becomes TEXT as a JSON string literal.
+    local s=$2
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\r'/\\r}
+    s=${s//$'\t'/\\t}
+    printf -v "$1" '"%s"' "$s"
+}
+
+build_runtime_env() {
+    # RUNTIME_ENV = the Ray runtime env (JSON): env_vars with our reward settings, a wandb key if set (hidden
+    # unless really running) and FORWARD_ENV; in MODE=job also how the plugin and the entry files travel.
+    # No command substitution here, so a `die` stops the recipe.
+    local names=(OPENRLHF_ACT_REWARD_PRESET OPENRLHF_ACT_REWARD_CONFIG OPENRLHF_ACT_ROUTE_DEFAULT
+        OPENRLHF_ACT_ROUTE_LOG_KEYS WANDB_API_KEY) extra name value key text vars=""
+    read -ra extra <<<"$FORWARD_ENV"
+    for name in "${names[@]}" "${extra[@]}"; do
+        [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "FORWARD_ENV: '$name' is not a variable name"
+        case $name in
+            # train_ppo_ray's ray.init() sets these itself from its environment; Ray refuses a key set twice.
+            TOKENIZERS_PARALLELISM | NCCL_DEBUG | RAY_ENABLE_ZERO_COPY_TORCH_TENSORS)
+                die "FORWARD_ENV: OpenRLHF forwards $name itself; do not forward it again"
+                ;;
+        esac
+        value=${!name:-}
+        [[ -n $value ]] || continue
+        if [[ $name == WANDB_API_KEY && $RUN_AS != run ]]; then
+            value="<hidden>"
+        fi
+        json_into key "$name"
+        json_into text "$value"
+        vars+="${vars:+, }$key: $text"
+    done
+    RUNTIME_ENV="{\"env_vars\": {$vars}"
+    if [[ $MODE == job ]]; then
+        case $JOB_SHIP in
+            py_modules)
+                json_into text "$ACT_PACKAGE_DIR"
+                RUNTIME_ENV+=", \"py_modules\": [$text]"
+                ;;
+            pip)
+                json_into text "openrlhf-act==$ACT_VERSION"
+                RUNTIME_ENV+=", \"pip\": [$text]"
+                ;;
+            installed) ;;
+        esac
+        if [[ -n $JOB_WORKING_DIR ]]; then
+            json_into text "$JOB_WORKING_DIR"
+            RUNTIME_ENV+=", \"working_dir\": $text"
+        fi
+    fi
+    RUNTIME_ENV+="}"
+}
+
+recipe_notes() {
+    note "recipe: $RECIPE_NAME"
+    if [[ -n $DATA_KIND ]]; then
+        note "data-kind: $DATA_KIND"
+    fi
+}
+
+ensure_ray_head() {
+    case $RUN_AS in
+        dry)
+            note "only when no Ray cluster is running on this node:"
+            run_cmd ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats
+            ;;
+        run)
+            if ! ray status >/dev/null 2>&1; then
+                run_cmd ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats
+            fi
+            ;;
+        list) ;;
+    esac
+}
+
+launch_ray_module() {
+    # launch_ray_module MODULE ARGS...: an OpenRLHF Ray driver (train_ppo_ray), here or as a Ray job.
+    local module=$1
+    shift
+    build_runtime_env
+    recipe_notes
+    if [[ $MODE == job ]]; then
+        run_cmd ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$RUNTIME_ENV" \
+            -- "$PYTHON" -m "$module" "$@"
+    else
+        ensure_ray_head
+        # The variable `ray job submit` gives its entrypoint: OpenRLHF's own ray.init() merges this runtime env.
+        run_cmd env "RAY_JOB_CONFIG_JSON_ENV_VAR={\"runtime_env\": $RUNTIME_ENV}" "$PYTHON" -m "$module" "$@"
+    fi
+}
+
+launch_deepspeed_module() {
+    # launch_deepspeed_module MODULE ARGS...: a DeepSpeed program (train_sft, train_dpo), here or as a Ray job.
+    local module=$1
+    shift
+    local launcher=(deepspeed --num_gpus "$GPUS_PER_NODE")
+    if ((NNODES > 1)); then
+        [[ $MODE == local ]] || die "a multi-node DeepSpeed stage runs with MODE=local and HOSTFILE (one launcher drives all nodes)"
+        [[ -n $HOSTFILE ]] || die "NNODES=$NNODES needs HOSTFILE (DeepSpeed's hostfile: one 'host slots=N' line per node)"
+        launcher+=(--hostfile "$HOSTFILE" --num_nodes "$NNODES")
+    fi
+    build_runtime_env
+    recipe_notes
+    if [[ $MODE == job ]]; then
+        run_cmd ray job submit --address "$RAY_ADDRESS" --entrypoint-num-gpus "$GPUS_PER_NODE" \
+            --runtime-env-json "$RUNTIME_ENV" -- "${launcher[@]}" --module "$module" "$@"
+    else
+        run_cmd "${launcher[@]}" --module "$module" "$@"
+    fi
+}
