@@ -137,9 +137,13 @@ class Recipe:
 
 
 def default_recipes_dir() -> Path | None:
-    """``./recipes`` when run from a checkout, else the recipes next to this package."""
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        candidate = base / "recipes"
+    """``./recipes`` when run from a checkout, else the recipes next to this package (editable
+    install), else the copy a wheel installs under ``<prefix>/share/openrlhf-act/recipes``."""
+    for candidate in (
+        Path.cwd() / "recipes",
+        Path(__file__).resolve().parent.parent / "recipes",
+        Path(sys.prefix) / "share" / "openrlhf-act" / "recipes",
+    ):
         if (candidate / PRELUDE).is_file():
             return candidate
     return None
