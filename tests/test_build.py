@@ -229,7 +229,5 @@ def test_openrlhf_preprocessors_read_the_exports(trajectories, tmp_path, tiny_mo
     _, response = sft_preprocess(choice, None, "prompt", "response", tokenizer.apply_chat_template)
     assert response.startswith("<answer>Action ")
     dpo = rows(tmp_path / "dpo" / "train.jsonl")[0]
-    _, chosen, rejected, _ = dpo_preprocess(
-        dpo, None, "prompt", "chosen", "rejected", tokenizer.apply_chat_template
-    )
+    _, chosen, rejected, _ = dpo_preprocess(dpo, None, "prompt", "chosen", "rejected", tokenizer.apply_chat_template)
     assert chosen.startswith("Action: go to room") and rejected.startswith("Action: ") and chosen != rejected

@@ -46,8 +46,9 @@ class EnvStep:
     """What the agent sees after ``reset()`` or ``step()``.
 
     ``score`` is cumulative on the environment's own scale (ScienceWorld 0-100, success 0/1
-    elsewhere); ``reward`` is this step's change. ``valid`` is False when the environment rejected
-    the command (it did nothing).
+    elsewhere, see :attr:`TextEnv.score_scale`); ``reward`` is this step's change. ``valid`` is False
+    when the environment rejected the command (it did nothing). ``expert`` is the expert's next action
+    from this state when the adapter has an expert (ScienceWorld's gold path, ALFWorld's planner).
     """
 
     observation: str
@@ -58,6 +59,7 @@ class EnvStep:
     admissible: tuple[str, ...] | None = None
     valid: bool = True
     info: dict[str, Any] = field(default_factory=dict)
+    expert: str | None = None
 
 
 class TextEnv(ABC):
@@ -65,6 +67,8 @@ class TextEnv(ABC):
 
     name: str = ""
     max_steps: int = 100
+    # The score of a perfect episode; ``score / score_scale`` clipped to 0..1 is the normalized score.
+    score_scale: float = 1.0
 
     @abstractmethod
     def load(self, task: EnvTask) -> None:
@@ -87,7 +91,16 @@ class TextEnv(ABC):
         """The expert's action sequence for the loaded episode, when the environment has one."""
         return None
 
-    def close(self) -> None:
+    def normalized_score(self, score: float) -> float:
+        """``score`` on a 0..1 scale (negative failure scores count as 0): what eval and online RL report."""
+        return min(1.0, max(0.0, score / self.score_scale))
+
+    @property
+    def child_pids(self) -> tuple[int, ...]:
+        """Helper processes this adapter started (a JVM), so a supervisor can kill a hung simulator."""
+        return ()
+
+    def close(self) -> None:  # noqa: B027 - optional hook: adapters without resources need nothing here
         """Release the simulator; safe to call twice."""
 
     def __enter__(self) -> TextEnv:

@@ -3,7 +3,8 @@
 One adapter owns one JVM and reuses it across episodes (``load`` is cheap, JVM start is ~1 s).
 Variation splits follow the benchmark: ``train`` variations for training data, ``dev`` for model
 selection, ``test`` for the unseen evaluation. Step limits per task are about twice the length of
-the gold path (measured at variation 0), at least 30.
+the gold path (measured at variation 0), at least 30. With ``gold_path=True`` every step carries the
+gold path's next action (``EnvStep.expert``), which is right while the episode follows that path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
 
 logger = logging.getLogger(__name__)
+# py4j logs the JVM's expected shutdown errors, with tracebacks, at INFO: keep them out of user logs.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 ENV_NAME = "scienceworld"
 SPLITS = ("train", "dev", "test")
@@ -70,6 +73,7 @@ class ScienceWorld(TextEnv):
     """Adapter over ``scienceworld.ScienceWorldEnv``; see the module docstring."""
 
     name = ENV_NAME
+    score_scale = 100.0
 
     def __init__(self, *, simplification: str = "", gold_path: bool = False, max_steps: int | None = None):
         try:
@@ -85,6 +89,9 @@ class ScienceWorld(TextEnv):
         self._max_steps_override = max_steps
         self._task: EnvTask | None = None
         self._task_names = tuple(self._env.get_task_names())
+        self._split_cache: dict[tuple[str, str], list[int]] = {}
+        self._gold: list[str] | None = None
+        self._moves = 0
         self._closed = False
         self.max_steps = max_steps or 100
 
@@ -94,23 +101,28 @@ class ScienceWorld(TextEnv):
         return self._task_names
 
     def variations(self, task_name: str, split: str) -> list[int]:
-        """The benchmark's variation ids of ``task_name`` in ``split`` (train / dev / test)."""
+        """The benchmark's variation ids of ``task_name`` in ``split`` (train / dev / test).
+
+        Cached per adapter: the split lists are fixed per task, and asking needs a task load."""
         self._check_task_name(task_name)
         if split not in SPLITS:
             raise EnvError(f"unknown ScienceWorld split {split!r}; choose one of {', '.join(SPLITS)}")
+        if (task_name, split) in self._split_cache:
+            return list(self._split_cache[task_name, split])
         self._call(self._env.load, task_name, 0, self._simplification, False)
         getter = {
             "train": self._env.get_variations_train,
             "dev": self._env.get_variations_dev,
             "test": self._env.get_variations_test,
         }[split]
-        return [int(v) for v in self._call(getter)]
+        self._split_cache[task_name, split] = [int(v) for v in self._call(getter)]
+        return list(self._split_cache[task_name, split])
 
     def _check_task_name(self, task_name: str) -> None:
         if task_name not in self._task_names:
             close = [t for t in self._task_names if task_name.split("-")[0] in t][:5]
             hint = f" (did you mean: {', '.join(close)}?)" if close else ""
-            raise EnvError(f"unknown ScienceWorld task {task_name!r}{hint}; see `openrlhf-act data collect --list-tasks`")
+            raise EnvError(f"unknown ScienceWorld task {task_name!r}{hint}; see `openrlhf-act eval tasks scienceworld`")
 
     def load(self, task: EnvTask) -> None:
         self._check_task_name(task.name)
@@ -133,10 +145,13 @@ class ScienceWorld(TextEnv):
         if self._task is None:
             raise EnvError("ScienceWorld: reset() before load()")
         observation, info = self._call(self._env.reset)
+        self._gold = self.expert_actions()
+        self._moves = 0
         return self._to_step(observation, 0.0, False, info, True)
 
     def step(self, action: str) -> EnvStep:
         observation, reward, done, info = self._call(self._env.step, action)
+        self._moves += 1
         valid = not any(observation.strip().startswith(m) for m in INVALID_MARKERS)
         return self._to_step(observation, float(reward), bool(done), info, valid)
 
@@ -152,6 +167,7 @@ class ScienceWorld(TextEnv):
             admissible=admissible or None,
             valid=valid,
             info={"moves": info.get("moves"), "task": info.get("taskName"), "variation": info.get("variationIdx")},
+            expert=self._gold[self._moves] if self._gold and self._moves < len(self._gold) else None,
         )
 
     def expert_actions(self) -> list[str] | None:
@@ -180,6 +196,10 @@ class ScienceWorld(TextEnv):
     def java_pid(self) -> int | None:
         proc = getattr(getattr(self._env, "_gateway", None), "java_process", None)
         return getattr(proc, "pid", None)
+
+    @property
+    def child_pids(self) -> tuple[int, ...]:
+        return () if self.java_pid is None else (self.java_pid,)
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,287 @@
+"""Measure agents the way the paper does. `episodes` plays live environments (ALFWorld 140 seen / 134
+unseen games, WebShop's 500 test goals, ScienceWorld test variations) and reports success rate and
+score per task and split; `next-action` and `judgment` score held-out states and contrast pairs
+offline; `report` compares runs side by side and against the paper's tables. Every run directory
+resumes where it stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+HELP = "evaluate agents: live episodes, next-action and judgment accuracy, reports against the paper"
+POLICIES = ("expert", "vllm", "openai", "hf")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+
+    tasks = sub.add_parser("tasks", help="list an environment's tasks and splits")
+    tasks.add_argument("env", choices=_env_names(), help="environment")
+    tasks.add_argument("--split", default=None, help="also count the episodes of this split")
+    _env_option(tasks)
+    tasks.set_defaults(func=run_tasks)
+
+    episodes = sub.add_parser("episodes", help="play episodes with a policy; success rate and score per task")
+    episodes.add_argument("--env", required=True, choices=_env_names(), help="environment")
+    episodes.add_argument("--out", required=True, help="run directory (resumes if it exists)")
+    episodes.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    episodes.add_argument(
+        "--split",
+        default=None,
+        help="comma-separated splits (default: the benchmark's evaluation splits: ScienceWorld test, "
+        "ALFWorld valid_seen,valid_unseen, WebShop test)",
+    )
+    episodes.add_argument("--episodes", type=int, default=None, help="episodes per task and split (default: all)")
+    episodes.add_argument(
+        "--variations", default=None, help="variation / goal ids, e.g. 0-9,12 (instead of --episodes)"
+    )
+    episodes.add_argument("--games", nargs="+", default=None, help="ALFWorld game files to play instead of a split")
+    episodes.add_argument("--workers", type=int, default=2, help="environment processes (default 2)")
+    episodes.add_argument("--max-steps", type=int, default=None, help="step limit (default: the environment's)")
+    episodes.add_argument(
+        "--step-timeout",
+        type=float,
+        default=300.0,
+        help="seconds an environment step may take before its process is killed (episode starts: at least 300)",
+    )
+    episodes.add_argument("--retries", type=int, default=1, help="retries of an episode whose environment failed")
+    episodes.add_argument("--window", type=int, default=8, help="history turns in the prompt (as in the data)")
+    episodes.add_argument("--max-state-tokens", type=int, default=4096, help="state token budget (as in the data)")
+    _env_option(episodes)
+    _policy_options(episodes)
+    episodes.set_defaults(func=run_episodes)
+
+    for name, helptext, func in (
+        ("next-action", "next-action accuracy on an eval.jsonl of `data export --kind next_action`", run_next_action),
+        ("judgment", "judgment accuracy, position bias and swap consistency on an ACT eval.jsonl", run_judgment),
+    ):
+        offline = sub.add_parser(name, help=helptext)
+        offline.add_argument("--data", required=True, help="eval.jsonl")
+        offline.add_argument("--out", required=True, help="run directory (resumes if it exists)")
+        offline.add_argument("--limit", type=int, default=None, help="only the first N rows")
+        offline.add_argument("--chunk-size", type=int, default=256, help="prompts per policy call")
+        if name == "judgment":
+            offline.add_argument("--no-swap", action="store_true", help="skip the swapped-order re-ask")
+        _policy_options(offline)
+        offline.set_defaults(func=func)
+
+    report = sub.add_parser("report", help="Markdown table + PNG plots comparing run directories and the paper")
+    report.add_argument("runs", nargs="+", help="run directories (label them as NAME=DIR)")
+    report.add_argument("--out", required=True, help="directory for report.md and the plots")
+    report.add_argument("--paper", choices=["v1", "v2", "none"], default="v2", help="paper table to compare with")
+    report.add_argument("--no-plots", action="store_true", help="Markdown only (no matplotlib needed)")
+    report.set_defaults(func=run_report)
+
+
+def _env_names() -> list[str]:
+    from openrlhf_act.envs.registry import ENVS
+
+    return list(ENVS)
+
+
+def _env_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment option, e.g. url=http://127.0.0.1:36001 (webshop), data_dir=... (alfworld)",
+    )
+
+
+def _policy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("policy")
+    group.add_argument("--policy", required=True, choices=POLICIES, help="expert checks the harness itself")
+    group.add_argument("--model", default=None, help="model path / served model name (vllm, openai, hf)")
+    group.add_argument(
+        "--policy-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sampler option, e.g. max_tokens=1024, base_url=..., temperature=0.7 (default temperature 0)",
+    )
+    group.add_argument("--seed", type=int, default=0, help="base seed of per-request sampling seeds")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_options(pairs: list[str], what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value that parses as JSON (numbers, true, objects) is taken as such."""
+    from openrlhf_act.cli import UsageError
+
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{what} {pair!r} is not KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def parse_ids(spec: str | None) -> list[int] | None:
+    """``0-9,12`` -> [0, ..., 9, 12]."""
+    from openrlhf_act.cli import UsageError
+
+    if not spec:
+        return None
+    ids: list[int] = []
+    for part in spec.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            ids += list(range(int(low), int(high) + 1)) if sep else [int(low)]
+        except ValueError:
+            raise UsageError(f"bad variation list {spec!r}: use numbers and ranges like 0-9,12") from None
+    return ids
+
+
+def _policy(args: argparse.Namespace):
+    from openrlhf_act.eval.policies import make_policy
+
+    options = parse_options(args.policy_option, "policy option")
+    if args.model:
+        options["model"] = args.model
+    return make_policy(args.policy, options)
+
+
+class _Errors:
+    """Turn environment and backend failures into the CLI's one-line errors."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        from data_tools.samplers.base import SamplerError
+        from openrlhf_act.cli import UsageError
+        from openrlhf_act.envs.base import EnvError
+
+        if exc_type is not None and issubclass(exc_type, (EnvError, SamplerError)):
+            raise UsageError(str(exc)) from exc
+        return False
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    from openrlhf_act.envs.registry import env_spec, list_tasks, resolve_episodes
+
+    with _Errors():
+        options = parse_options(args.env_option, "environment option")
+        spec = env_spec(args.env)
+        print(f"{spec.name}: {spec.description}")
+        print(f"splits: {', '.join(spec.splits)} (evaluation: {', '.join(spec.eval_splits)})")
+        names = list_tasks(args.env, **options)
+        counts: dict[str, int] = {}
+        if args.split:
+            for task in resolve_episodes(args.env, split=args.split, options=options):
+                counts[task.name] = counts.get(task.name, 0) + 1
+        for name in names:
+            print(f"  {name}" + (f"  ({counts.get(name, 0)} episodes in {args.split})" if args.split else ""))
+    return 0
+
+
+def run_episodes(args: argparse.Namespace) -> int:
+    from data_tools.states import StateConfig
+    from openrlhf_act.envs.registry import env_spec, expert_options, resolve_episodes
+    from openrlhf_act.eval.episodes import EpisodeRunner
+
+    with _Errors():
+        spec = env_spec(args.env)
+        options = parse_options(args.env_option, "environment option")
+        splits = args.split.split(",") if args.split else list(spec.eval_splits)
+        tasks = [t for t in (args.tasks or "").split(",") if t]
+        variations = parse_ids(args.variations)
+        episodes = []
+        for split in splits:  # everything is checked before any policy or worker starts
+            episodes += resolve_episodes(
+                args.env,
+                split=split,
+                tasks=tasks or None,
+                episodes=args.episodes,
+                variations=variations,
+                games=args.games,
+                options=options,
+            )
+            if args.games:
+                break
+        policy = _policy(args)
+        if policy.needs_expert:
+            options = {**options, **expert_options(args.env)}
+        try:
+            runner = EpisodeRunner(
+                args.env,
+                episodes,
+                policy,
+                args.out,
+                workers=args.workers,
+                env_options=options,
+                max_steps=args.max_steps,
+                state_config=StateConfig(window=args.window, max_state_tokens=args.max_state_tokens),
+                step_timeout=args.step_timeout,
+                retries=args.retries,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+            runner.run()
+        finally:
+            policy.close()
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
+def run_next_action(args: argparse.Namespace) -> int:
+    from openrlhf_act.eval.next_action import run_next_action as run
+
+    return _offline(
+        args,
+        lambda policy: run(
+            args.data,
+            policy,
+            args.out,
+            chunk_size=args.chunk_size,
+            limit=args.limit,
+            seed=args.seed,
+            progress=not args.no_progress,
+        ),
+    )
+
+
+def run_judgment(args: argparse.Namespace) -> int:
+    from openrlhf_act.eval.judgment import run_judgment as run
+
+    return _offline(
+        args,
+        lambda policy: run(
+            args.data,
+            policy,
+            args.out,
+            swap=not args.no_swap,
+            chunk_size=args.chunk_size,
+            limit=args.limit,
+            seed=args.seed,
+            progress=not args.no_progress,
+        ),
+    )
+
+
+def _offline(args: argparse.Namespace, run) -> int:
+    with _Errors():
+        policy = _policy(args)
+        try:
+            run(policy)
+        finally:
+            policy.close()
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from openrlhf_act.eval.report import write_report
+
+    path = write_report(
+        args.runs, args.out, paper=None if args.paper == "none" else args.paper, plots=not args.no_plots
+    )
+    print(path.read_text())
+    return 0

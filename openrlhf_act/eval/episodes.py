@@ -1,0 +1,405 @@
+"""``eval episodes``: a policy plays whole episodes; success rate and score per task and split.
+
+The agent sees exactly the prompt of IL data and ACT sampling: ``data_tools.states.make_state`` over
+the live episode's turns, rendered by ``openrlhf_act.prompts.agent_messages``; its reply is parsed by
+``openrlhf_act.actions.parse_action``. Environments run in worker processes
+(:mod:`openrlhf_act.eval.workers`) and every round makes *one* batched policy call for all episodes
+waiting for an action, then dispatches the actions to their workers.
+
+A reply with no recognisable action is not sent to the environment: the turn counts against the
+step limit, is recorded as unparseable, and the agent is told so as its next observation.
+
+The run directory holds ``run.json`` (what was run), ``episodes.jsonl`` (one record per finished
+episode with its whole transcript, appended and fsynced as it finishes), ``summary.json`` and
+``summary.md``. Running again into the same directory skips finished episodes; an episode whose
+environment crashed is retried (``retries``) on a fresh worker, then recorded as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing import connection
+from pathlib import Path
+from typing import Any
+
+from data_tools.samplers.base import SampleRequest
+from data_tools.states import StateConfig, make_state
+from openrlhf_act import __version__
+from openrlhf_act.actions import parse_action
+from openrlhf_act.cli import UsageError
+from openrlhf_act.envs.base import EnvStep, EnvTask
+from openrlhf_act.envs.registry import episode_key, preflight
+from openrlhf_act.eval.policies import Policy
+from openrlhf_act.eval.runfiles import RecordLog, read_records, stable_seed, write_json, write_text
+from openrlhf_act.eval.summary import summarize_episodes, summary_markdown
+from openrlhf_act.eval.workers import START, STEP, EnvWorker, Started, WorkerFailed
+from openrlhf_act.prompts import agent_messages
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "run.json"
+EPISODES_FILE = "episodes.jsonl"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+NO_ACTION = "[no action]"
+NO_ACTION_FEEDBACK = 'No action was recognised. End your reply with one line of the form "Action: <command>".'
+# Settings that change results: a run directory refuses to resume under different ones.
+_IDENTITY_KEYS = ("env", "policy", "env_options", "max_steps", "state", "seed")
+
+
+@dataclass
+class Episode:
+    """One episode being played (or about to be)."""
+
+    task: EnvTask
+    key: str
+    attempt: int = 1
+    begun: bool = False
+    description: str = ""
+    observation: str = ""
+    admissible: tuple[str, ...] | None = None
+    expert: str | None = None
+    max_steps: int = 0
+    score_scale: float = 1.0
+    score: float = 0.0
+    won: bool = False
+    env_done: bool = False
+    invalid: int = 0
+    unparseable: int = 0
+    turns: list[tuple[str, str]] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    prompt: str = ""
+    pending: dict[str, Any] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Slot:
+    worker: EnvWorker
+    episode: Episode | None = None
+
+    @property
+    def awaits_policy(self) -> bool:
+        return self.episode is not None and self.episode.begun and self.worker.pending is None
+
+
+@dataclass
+class RunStats:
+    """Counters of one invocation (the benchmark reads ``policy_calls`` and ``env_steps``)."""
+
+    policy_calls: int = 0
+    policy_requests: int = 0
+    env_steps: int = 0
+    episodes: int = 0
+    errors: int = 0
+    retries: int = 0
+    worker_restarts: int = 0
+    seconds: float = 0.0
+
+
+class EpisodeRunner:
+    """Plays ``tasks`` with ``policy`` in ``workers`` environment processes; see the module docstring."""
+
+    def __init__(
+        self,
+        env_name: str,
+        tasks: Sequence[EnvTask],
+        policy: Policy,
+        out_dir: str | Path,
+        *,
+        workers: int = 2,
+        env_options: dict[str, Any] | None = None,
+        max_steps: int | None = None,
+        state_config: StateConfig | None = None,
+        step_timeout: float = 300.0,
+        start_timeout: float | None = None,
+        retries: int = 1,
+        seed: int = 0,
+        progress: bool = True,
+    ):
+        if workers < 1:
+            raise UsageError(f"workers must be >= 1, got {workers}")
+        if max_steps is not None and max_steps < 1:
+            raise UsageError(f"max steps must be >= 1, got {max_steps}")
+        self.env_name = env_name
+        self.tasks = list(tasks)
+        self.policy = policy
+        self.out_dir = Path(out_dir)
+        self.workers = workers
+        self.env_options = dict(env_options or {})
+        self.max_steps = max_steps
+        self.state_config = state_config or StateConfig()
+        self.step_timeout = step_timeout
+        # An episode start may include a JVM boot and a game compile on a busy machine.
+        self.start_timeout = start_timeout or max(step_timeout, 300.0)
+        self.retries = retries
+        self.seed = seed
+        self.progress = progress
+        self.stats = RunStats()
+        self.slots: list[Slot] = []
+
+    # ---- run directory ------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": "episodes",
+            "env": self.env_name,
+            "policy": self.policy.describe(),
+            "env_options": self.env_options,
+            "max_steps": self.max_steps,
+            "state": asdict(self.state_config),
+            "seed": self.seed,
+            "version": __version__,
+        }
+
+    def _check_config(self) -> dict[str, Any]:
+        config = self.config()
+        path = self.out_dir / CONFIG_FILE
+        if path.exists():
+            import json
+
+            old = json.loads(path.read_text())
+            changed = [k for k in _IDENTITY_KEYS if old.get(k) != config[k]]
+            if changed:
+                raise UsageError(
+                    f"{self.out_dir} holds a run with different {', '.join(changed)}; "
+                    "use a new output directory (or the same settings to resume)"
+                )
+        else:
+            write_json(path, config)
+        return config
+
+    # ---- main loop ----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Play every unfinished episode, then write and return the summary."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        config = self._check_config()
+        records_path = self.out_dir / EPISODES_FILE
+        finished = {r["episode"] for r in read_records(records_path) if r.get("status") == "ok"}
+        keys = [episode_key(t) for t in self.tasks]
+        todo = [Episode(t, k) for t, k in zip(self.tasks, keys) if k not in finished]
+        if len(todo) < len(keys):
+            logger.info("resuming: %d of %d episodes already finished", len(keys) - len(todo), len(keys))
+        if todo:
+            preflight(self.env_name, self.env_options)
+        start = time.monotonic()
+        with RecordLog(records_path) as log:
+            if todo:
+                self._play(todo, log, done_before=len(keys) - len(todo), total=len(keys))
+        self.stats.seconds = time.monotonic() - start
+        summary = summarize_episodes(read_records(records_path), config=config, keys=keys)
+        summary["last_invocation"] = asdict(self.stats)
+        write_json(self.out_dir / SUMMARY_JSON, summary)
+        write_text(self.out_dir / SUMMARY_MD, summary_markdown(summary))
+        return summary
+
+    def _play(self, todo: list[Episode], log: RecordLog, *, done_before: int, total: int) -> None:
+        from tqdm import tqdm
+
+        options = self.env_options
+        self.slots = [Slot(EnvWorker(self.env_name, options, i)) for i in range(min(self.workers, len(todo)))]
+        queue = deque(todo)
+        bar = tqdm(total=total, initial=done_before, desc=f"{self.env_name} episodes", disable=not self.progress)
+        self._bar = bar
+        try:
+            while queue or any(s.episode is not None for s in self.slots):
+                for slot in self.slots:
+                    if slot.episode is None and queue:
+                        self._start(slot, queue.popleft(), queue, log)
+                self._gather(queue, log)
+                ready = [s for s in self.slots if s.awaits_policy]
+                if ready:
+                    self._act(ready, queue, log)
+        finally:
+            bar.close()
+            for slot in self.slots:
+                slot.worker.close()
+
+    def _start(self, slot: Slot, episode: Episode, queue: deque[Episode], log: RecordLog) -> None:
+        slot.episode = episode
+        try:
+            slot.worker.send(START, episode.task, self.start_timeout)
+        except WorkerFailed as exc:
+            self._failed(slot, str(exc), queue, log)
+
+    def _gather(self, queue: deque[Episode], log: RecordLog) -> None:
+        """Collect answers. Block on pending steps; on pending starts only when nothing else can run
+        (so a slow episode start never holds back the other episodes' next action)."""
+        steps_pending = any(s.worker.pending == STEP for s in self.slots)
+        others_ready = any(s.awaits_policy for s in self.slots)
+        while True:
+            now = time.monotonic()
+            for slot in self.slots:
+                if slot.worker.pending is None:
+                    continue
+                if slot.worker.has_answer():
+                    self._receive(slot, queue, log)
+                elif slot.worker.overdue(now):
+                    kind = slot.worker.pending
+                    limit = self.start_timeout if kind == START else self.step_timeout
+                    self._failed(slot, f"no answer to {kind} within {limit:.0f} s", queue, log, hung=True)
+            if steps_pending:
+                blocking = [s for s in self.slots if s.worker.pending == STEP]
+            elif others_ready:
+                blocking = []
+            else:
+                blocking = [s for s in self.slots if s.worker.pending is not None]
+            if not blocking:
+                return
+            timeout = max(0.0, min(s.worker.deadline for s in blocking) - time.monotonic())
+            connection.wait([w for s in blocking for w in s.worker.waitables()], timeout=timeout + 0.01)
+
+    def _receive(self, slot: Slot, queue: deque[Episode], log: RecordLog) -> None:
+        episode = slot.episode
+        assert episode is not None
+        try:
+            answer = slot.worker.receive()
+        except WorkerFailed as exc:
+            self._failed(slot, str(exc), queue, log)
+            return
+        if isinstance(answer, Started):
+            episode.begun = True
+            episode.description = answer.task_description
+            episode.max_steps = self.max_steps or answer.max_steps
+            episode.score_scale = answer.score_scale
+            episode.started = time.monotonic()
+            self._observe(episode, answer.first)
+            if answer.first.done:
+                self._finish(slot, log)
+            return
+        self.stats.env_steps += 1
+        entry = episode.pending or {}
+        episode.pending = None
+        entry.update(
+            observation=answer.observation,
+            reward=answer.reward,
+            score=answer.score,
+            valid=answer.valid,
+            done=answer.done,
+        )
+        episode.transcript.append(entry)
+        episode.turns.append((episode.observation, entry["action"]))
+        episode.invalid += not answer.valid
+        self._observe(episode, answer)
+        if answer.done or len(episode.transcript) >= episode.max_steps:
+            episode.env_done = answer.done
+            self._finish(slot, log)
+
+    @staticmethod
+    def _observe(episode: Episode, step: EnvStep) -> None:
+        episode.observation = step.observation
+        episode.admissible = step.admissible
+        episode.expert = step.expert
+        episode.score = step.score
+        episode.won = step.won
+
+    def _request(self, episode: Episode) -> SampleRequest:
+        step = len(episode.transcript)
+        state = make_state(
+            task_id=episode.task.task_id,
+            env=episode.task.env,
+            task=episode.description,
+            turns=episode.turns,
+            observation=episode.observation,
+            step=step,
+            admissible=episode.admissible,
+            config=self.state_config,
+        )
+        messages = agent_messages(state)
+        episode.prompt = messages[-1]["content"]
+        key = f"{episode.key}#{step}"
+        return SampleRequest(
+            key=key,
+            messages=messages,
+            n=1,
+            seed=stable_seed(self.seed, key),
+            admissible=episode.admissible,
+            expert=episode.expert or "",
+        )
+
+    def _act(self, ready: list[Slot], queue: deque[Episode], log: RecordLog) -> None:
+        requests = [self._request(s.episode) for s in ready]  # type: ignore[arg-type]
+        responses = self.policy.respond(requests)
+        self.stats.policy_calls += 1
+        self.stats.policy_requests += len(requests)
+        for slot, response in zip(ready, responses):
+            episode = slot.episode
+            assert episode is not None
+            action = parse_action(response)
+            entry = {
+                "step": len(episode.transcript),
+                "prompt": episode.prompt,
+                "response": response,
+                "action": action,
+                "expert": episode.expert,
+            }
+            if action is not None:
+                episode.pending = entry
+                try:
+                    slot.worker.send(STEP, action, self.step_timeout)
+                except WorkerFailed as exc:
+                    self._failed(slot, str(exc), queue, log)
+                continue
+            episode.unparseable += 1
+            entry.update(observation=NO_ACTION_FEEDBACK, reward=0.0, score=episode.score, valid=False, done=False)
+            episode.transcript.append(entry)
+            episode.turns.append((episode.observation, NO_ACTION))
+            episode.observation = NO_ACTION_FEEDBACK
+            if len(episode.transcript) >= episode.max_steps:
+                self._finish(slot, log)
+
+    # ---- outcomes -----------------------------------------------------------------------------
+    def _record(self, episode: Episode, status: str, error: str | None = None) -> dict[str, Any]:
+        task = episode.task
+        normalized = min(1.0, max(0.0, episode.score / episode.score_scale)) if status == "ok" else 0.0
+        return {
+            "episode": episode.key,
+            "status": status,
+            "error": error,
+            "env": task.env,
+            "split": task.split,
+            "task": task.name,
+            "task_id": task.task_id,
+            "variation": task.variation,
+            "game": task.game_file,
+            "attempt": episode.attempt,
+            "task_description": episode.description,
+            "score": episode.score,
+            "normalized_score": normalized,
+            "won": bool(episode.won) and status == "ok",
+            "env_done": episode.env_done,
+            "steps": len(episode.transcript),
+            "invalid_actions": episode.invalid,
+            "unparseable": episode.unparseable,
+            "seconds": round(time.monotonic() - episode.started, 3),
+            "transcript": episode.transcript,
+        }
+
+    def _finish(self, slot: Slot, log: RecordLog) -> None:
+        episode = slot.episode
+        assert episode is not None
+        slot.episode = None
+        log.append(self._record(episode, "ok"))
+        self.stats.episodes += 1
+        self._bar.update(1)
+
+    def _failed(self, slot: Slot, error: str, queue: deque[Episode], log: RecordLog, *, hung: bool = False) -> None:
+        """The episode's environment failed: replace a dead or hung worker, retry or record the error."""
+        episode = slot.episode
+        slot.episode = None
+        if hung or not slot.worker.process.is_alive():
+            slot.worker.restart()
+            self.stats.worker_restarts += 1
+        if episode is None:
+            return
+        logger.warning("episode %s (attempt %d) failed: %s", episode.key, episode.attempt, error)
+        if episode.attempt <= self.retries:
+            self.stats.retries += 1
+            queue.appendleft(Episode(episode.task, episode.key, attempt=episode.attempt + 1))
+            return
+        log.append(self._record(episode, "error", error))
+        self.stats.errors += 1
+        self._bar.update(1)

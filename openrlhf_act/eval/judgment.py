@@ -1,0 +1,222 @@
+"""``eval judgment``: how well a model judges held-out contrast pairs (ACT's own skill), from an ACT
+``eval.jsonl`` written by ``openrlhf-act data build``.
+
+Every row is asked as written and scored by the ACT reward's own parser
+(:func:`openrlhf_act.rewards.judgment.judgment_reward`). Reported: accuracy, malformed rate, the share
+of verdicts naming the first candidate, accuracy when gold is first vs second, and swap consistency:
+the same question with the candidates in reverse order must name the same *action*. A pair that the
+data already holds in both orders (rows sharing a ``pair_id``) is checked against its partner row;
+any other row is asked again with its candidate list re-rendered in reverse order (the prompt is
+otherwise unchanged, exactly as :func:`openrlhf_act.prompts.judgment_messages` renders it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from data_tools.samplers.base import SampleRequest
+from openrlhf_act.eval.next_action import task_of
+from openrlhf_act.eval.offline import (
+    PREDICTIONS_FILE,
+    SUMMARY_JSON,
+    SUMMARY_MD,
+    Row,
+    ask_missing,
+    base_config,
+    open_run,
+    pct,
+    read_rows,
+)
+from openrlhf_act.eval.policies import Policy
+from openrlhf_act.eval.runfiles import stable_seed, write_json, write_text
+from openrlhf_act.eval.summary import fmt
+from openrlhf_act.prompts import safe_text
+from openrlhf_act.rewards.config import RewardConfig
+from openrlhf_act.rewards.judgment import judgment_reward
+from openrlhf_act.schema import decode_judgment_label, encode_label
+from openrlhf_act.verdict import parse_verdict
+
+
+def candidate_block(candidates: list[str] | tuple[str, ...]) -> str:
+    """The "Action 1: ... / Action 2: ..." lines exactly as the judgment prompt lists them."""
+    return "\n".join(f"Action {i}: {safe_text(c.strip())}" for i, c in enumerate(candidates, 1))
+
+
+def swapped_messages(messages: list[dict[str, str]], candidates: tuple[str, ...]) -> list[dict[str, str]] | None:
+    """The prompt with its candidates in reverse order, or ``None`` if the candidate list is not found."""
+    block = candidate_block(candidates)
+    last = messages[-1]["content"]
+    at = last.rfind(block)
+    if at < 0:
+        return None
+    swapped = last[:at] + candidate_block(tuple(reversed(candidates))) + last[at + len(block) :]
+    return [*messages[:-1], {**messages[-1], "content": swapped}]
+
+
+def _partner(row: Row, rows_by_pair: dict[str, list[Row]]) -> Row | None:
+    """A row of the same pair whose candidates are this row's in reverse order."""
+    if not row.label.pair_id:
+        return None
+    for other in rows_by_pair.get(row.label.pair_id, []):
+        if other.index != row.index and tuple(other.label.candidates) == tuple(reversed(row.label.candidates)):
+            return other
+    return None
+
+
+def _figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(records)
+    formed = [r for r in records if not r["malformed"]]
+    gold_first = [r for r in records if r["answer"] == 1]
+    gold_later = [r for r in records if r["answer"] != 1]
+    swapped = [r for r in records if r.get("swap_choice") is not None and not r["malformed"]]
+    return {
+        "rows": n,
+        "accuracy": pct(sum(r["correct"] for r in records), n),
+        "malformed": pct(n - len(formed), n),
+        "pred_first": pct(sum(r["choice"] == 1 for r in formed), len(formed)),
+        "gold_first": pct(len(gold_first), n),
+        "accuracy_gold_first": pct(sum(r["correct"] for r in gold_first), len(gold_first)),
+        "accuracy_gold_second": pct(sum(r["correct"] for r in gold_later), len(gold_later)),
+        "swap_checked": len(swapped),
+        "swap_consistency": pct(sum(r["consistent"] for r in swapped), len(swapped)),
+        "swap_malformed": pct(
+            sum(r.get("swap_malformed", False) for r in records), sum("swap_malformed" in r for r in records)
+        ),
+    }
+
+
+def run_judgment(
+    data: str | Path,
+    policy: Policy,
+    out_dir: str | Path,
+    *,
+    swap: bool = True,
+    chunk_size: int = 256,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Ask every row (and its swapped twin), score, write and return the summary."""
+    out = Path(out_dir)
+    rows = read_rows(data, decode_judgment_label, limit)
+    config = {**base_config("judgment", data, policy, seed), "swap": swap}
+    open_run(out, config)
+    reward_config = RewardConfig()
+    tag = reward_config.verdict_tag
+    rows_by_pair: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        rows_by_pair[row.label.pair_id].append(row)
+
+    requests: list[tuple[str, SampleRequest]] = []
+    swap_rows: dict[str, tuple[Row, str]] = {}  # swap request id -> (row, swapped raw label)
+    unswappable = 0
+    for row in rows:
+        key = f"{row.label.pair_id}#{row.index}"
+        requests.append((f"{row.index}", _request(key, row.messages, seed, row.index, row.label.expert)))
+        if not swap or _partner(row, rows_by_pair) is not None:
+            continue
+        messages = swapped_messages(row.messages, row.label.candidates)
+        if messages is None:
+            unswappable += 1
+            continue
+        candidates = tuple(reversed(row.label.candidates))
+        label = dataclasses.replace(row.label, candidates=candidates, answer=len(candidates) + 1 - row.label.answer)
+        swap_rows[f"{row.index}:swap"] = (row, encode_label(label))
+        requests.append(
+            (f"{row.index}:swap", _request(key + ":swap", messages, seed, -1 - row.index, row.label.expert))
+        )
+
+    def record(rid: str, response: str) -> dict[str, Any]:
+        if rid in swap_rows:
+            row, raw = swap_rows[rid]
+        else:
+            row = rows[int(rid)]
+            raw = row.raw_label
+        result = judgment_reward(response, raw, reward_config)
+        verdict = parse_verdict(response, len(row.label.candidates), tag=tag)
+        return {
+            "row": row.index,
+            "response": response,
+            "choice": verdict.choice,
+            "reason": verdict.reason,
+            "correct": bool(result.score),
+            "reward": result.reward,
+        }
+
+    answers = ask_missing(
+        policy, requests, out / PREDICTIONS_FILE, record, chunk_size=chunk_size, progress=progress, desc="judgment"
+    )
+    records = [_row_record(row, answers, rows_by_pair, swap) for row in rows]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[task_of(rec["task_id"])].append(rec)
+    summary = {
+        "kind": "judgment",
+        "policy": config["policy"],
+        "data": config["data"],
+        "unswappable_rows": unswappable,
+        "overall": _figures(records),
+        "tasks": {task: _figures(rs) for task, rs in sorted(groups.items())},
+    }
+    write_json(out / SUMMARY_JSON, summary)
+    write_text(out / SUMMARY_MD, markdown(summary))
+    return summary
+
+
+def _request(key: str, messages: list[dict[str, str]], seed: int, salt: int, expert: str) -> SampleRequest:
+    return SampleRequest(
+        key=key, messages=messages, n=1, seed=stable_seed(seed, key, salt), admissible=None, expert=expert
+    )
+
+
+def _row_record(row: Row, answers: dict[str, dict[str, Any]], rows_by_pair: dict[str, list[Row]], swap: bool):
+    answer = answers[str(row.index)]
+    candidates = row.label.candidates
+    record = {
+        "row": row.index,
+        "task_id": row.label.task_id,
+        "pair_id": row.label.pair_id,
+        "answer": row.label.answer,
+        "choice": answer["choice"],
+        "malformed": answer["choice"] is None,
+        "correct": answer["correct"],
+    }
+    if not swap:
+        return record
+    partner = _partner(row, rows_by_pair)
+    twin = answers.get(str(partner.index)) if partner is not None else answers.get(f"{row.index}:swap")
+    if twin is None:
+        return record
+    record["swap_choice"] = twin["choice"]
+    record["swap_malformed"] = twin["choice"] is None
+    reversed_candidates = tuple(reversed(candidates))
+    record["consistent"] = (
+        answer["choice"] is not None
+        and twin["choice"] is not None
+        and candidates[answer["choice"] - 1] == reversed_candidates[twin["choice"] - 1]
+    )
+    return record
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    o = summary["overall"]
+    lines = [
+        f"# judgment accuracy: {', '.join(f'{k}={v}' for k, v in summary['policy'].items())}",
+        "",
+        f"{o['rows']} pairs: accuracy {fmt(o['accuracy'])}%, malformed {fmt(o['malformed'])}%, "
+        f"first-position verdicts {fmt(o['pred_first'])}% (gold first in {fmt(o['gold_first'])}%), "
+        f"swap consistency {fmt(o['swap_consistency'])}% over {o['swap_checked']} pairs",
+        "",
+        "| task | pairs | accuracy % | malformed % | picks first % | acc. gold first % | acc. gold second % "
+        "| swap consistent % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for task, t in summary["tasks"].items():
+        lines.append(
+            f"| {task} | {t['rows']} | {fmt(t['accuracy'])} | {fmt(t['malformed'])} | {fmt(t['pred_first'])} "
+            f"| {fmt(t['accuracy_gold_first'])} | {fmt(t['accuracy_gold_second'])} | {fmt(t['swap_consistency'])} |"
+        )
+    return "\n".join(lines) + "\n"

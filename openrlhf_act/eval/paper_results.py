@@ -1,0 +1,58 @@
+"""The ACT paper's reported numbers, as data, to compare our runs against.
+
+Source: "Agentic Critical Training", arXiv 2603.08706, Qwen3-8B tables of v1 (March 2026) and v2
+(October 2026; mean ± std over 3 runs), as transcribed in the project's PAPER_RESULTS.md. ALFWorld and
+WebShop are success rates (%); ScienceWorld is next-action accuracy (%) in v1 and mean episode score
+(0-100) in v2.
+"""
+
+from __future__ import annotations
+
+SOURCE = "Agentic Critical Training (arXiv 2603.08706), Qwen3-8B"
+BENCHMARKS = ("alfworld_seen", "alfworld_unseen", "webshop", "scienceworld")
+BENCHMARK_TITLES = {
+    "alfworld_seen": "ALFWorld seen (success %)",
+    "alfworld_unseen": "ALFWorld unseen (success %)",
+    "webshop": "WebShop (success %)",
+    "scienceworld": "ScienceWorld",
+}
+SCIENCEWORLD_METRIC = {"v1": "next-action accuracy %", "v2": "episode score 0-100"}
+
+# method -> (ALFWorld seen, ALFWorld unseen, WebShop, ScienceWorld next-action accuracy)
+V1: dict[str, tuple[float, float, float, float]] = {
+    "Prompt, no thinking": (35.71, 27.61, 2.80, 28.01),
+    "Prompt, thinking": (56.43, 50.00, 3.00, 25.21),
+    "ACT stage only": (72.86, 72.39, 7.40, 26.71),
+    "Imitation learning (IL)": (85.71, 82.84, 28.00, 42.80),
+    "Early Experience (reflection SFT)": (87.86, 85.82, 31.00, 45.60),
+    "ACT -> IL": (91.43, 87.31, 31.60, 48.69),
+    "RL": (90.71, 84.33, 29.40, 43.04),
+    "ACT -> RL": (92.86, 88.06, 33.80, 50.34),
+}
+
+# method -> ((mean, std) for ALFWorld seen, ALFWorld unseen, WebShop, ScienceWorld episode score)
+V2: dict[str, tuple[tuple[float, float], ...]] = {
+    "IL": ((85.71, 0.58), (79.85, 2.79), (28.00, 1.31), (21.94, 2.65)),
+    "ACT -> IL": ((89.76, 1.88), (83.58, 3.80), (32.00, 1.18), (32.85, 0.15)),
+    "IL -> RL, no ACT": ((94.28, 1.54), (90.80, 0.70), (39.53, 1.06), (30.52, 0.46)),
+    "ACT -> IL -> RL": ((96.19, 0.67), (91.54, 0.35), (42.80, 0.59), (34.63, 0.33)),
+    "same, DPO instead of ACT": ((93.57, 0.58), (90.05, 1.53), (41.40, 0.99), (33.56, 0.27)),
+    "same, SFT-on-choice instead of ACT": ((94.76, 1.34), (92.78, 1.41), (37.73, 1.48), (30.10, 0.19)),
+}
+
+# v2: judgment accuracy (%) on 400 held-out ALFWorld pairs, Qwen3-8B after ACT.
+JUDGMENT_V2: dict[str, float] = {
+    "free reasoning": 86.50,
+    "rationale removed": 80.75,
+    "injected wrong rationale": 50.75,
+    "untrained model": 2.25,
+}
+
+
+def paper_rows(version: str) -> dict[str, tuple[str, ...]]:
+    """Method -> formatted cells in :data:`BENCHMARKS` order."""
+    if version == "v1":
+        return {m: tuple(f"{v:.2f}" for v in values) for m, values in V1.items()}
+    if version == "v2":
+        return {m: tuple(f"{mean:.2f} ± {std:.2f}" for mean, std in values) for m, values in V2.items()}
+    raise ValueError(f"unknown paper version {version!r}; choose v1 or v2")

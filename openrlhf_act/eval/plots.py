@@ -1,0 +1,100 @@
+"""PNG plots for ``eval report`` (matplotlib, imported here only: ``pip install 'openrlhf-act[plots]'``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from openrlhf_act.cli import UsageError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("plots need matplotlib: pip install 'openrlhf-act[plots]' (or pass --no-plots)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(runs: list[tuple[str, Path, dict[str, Any]]], out: Path) -> list[Path]:
+    """Per-task success, score distributions (episode runs) and position bias (judgment runs)."""
+    plt = _pyplot()
+    written = []
+    episode_runs = [(label, d, s) for label, d, s in runs if s["kind"] == "episodes"]
+    if episode_runs:
+        written.append(_per_task_success(plt, episode_runs, out / "per_task_success.png"))
+        written.append(_score_distributions(plt, episode_runs, out / "score_distribution.png"))
+    judged = [(label, s) for label, _, s in runs if s["kind"] == "judgment"]
+    if judged:
+        written.append(_position_bias(plt, judged, out / "position_bias.png"))
+    return written
+
+
+def _per_task_success(plt, runs, path: Path) -> Path:
+    series = {}
+    for label, _, summary in runs:
+        for split, figures in summary["splits"].items():
+            for task, t in figures["tasks"].items():
+                series.setdefault(f"{label} [{summary['env']} {split}]", {})[task] = t["success_rate"] or 0.0
+    tasks = sorted({t for values in series.values() for t in values})
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(tasks) + 2), 4.5))
+    for i, (name, values) in enumerate(series.items()):
+        positions = [x + i * width for x in range(len(tasks))]
+        ax.bar(positions, [values.get(t, 0.0) for t in tasks], width, label=name)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(tasks))])
+    ax.set_xticklabels(tasks, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 105)
+    ax.set_title("Success rate per task")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _score_distributions(plt, runs, path: Path) -> Path:
+    from openrlhf_act.eval.report import episode_scores
+
+    labels = [f"{label} [{s['env']}]" for label, _, s in runs]
+    data = [episode_scores(directory) or [0.0] for _, directory, _ in runs]
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels) + 2), 4))
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(labels) + 1))
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("episode score (0-100)")
+    ax.set_ylim(-5, 105)
+    ax.set_title("Episode score distribution")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _position_bias(plt, judged, path: Path) -> Path:
+    keys = [
+        ("pred_first", "picks Action 1 %"),
+        ("gold_first", "gold is Action 1 %"),
+        ("accuracy_gold_first", "acc. gold first %"),
+        ("accuracy_gold_second", "acc. gold second %"),
+        ("swap_consistency", "swap consistent %"),
+    ]
+    width = 0.8 / len(judged)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (label, summary) in enumerate(judged):
+        values = [summary["overall"][k] or 0.0 for k, _ in keys]
+        ax.bar([x + i * width for x in range(len(keys))], values, width, label=label)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(keys))])
+    ax.set_xticklabels([title for _, title in keys], rotation=15, fontsize=8)
+    ax.axhline(50, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_ylim(0, 105)
+    ax.set_title("Judgment position bias")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

