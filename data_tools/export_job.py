@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.build import sequence_of
-from data_tools.exports import BUILD_KINDS, build_rows, multiturn_row, state_rows
+from data_tools.exports import BUILD_KINDS, build_rows, multiturn_row, online_env_row, state_rows
 from data_tools.io import sha256_file, write_json, write_jsonl
 from data_tools.splits import eval_groups, split_of
 from data_tools.states import StateConfig, states_from_trajectory
@@ -116,6 +116,9 @@ def _trajectory_rows(config: ExportConfig) -> dict[str, list[dict[str, Any]]]:
         split = split_of(trajectory.task_id, eval_set, config.split_by)
         if config.kind == "sft_multiturn":
             rows[split].append(multiturn_row(trajectory, with_thought=config.with_thought))
+            continue
+        if config.kind == "online_env":
+            rows[split].append(online_env_row(trajectory))
             continue
         states = states_from_trajectory(trajectory, config.state)
         rows[split].extend(

@@ -4,9 +4,11 @@
 * ``sft_multiturn``: whole episodes as chats (``--data.multiturn``);
 * ``next_action``: agent prompts labelled with the expert action and admissible actions (RL stage);
 * ``dpo``: agent prompt, chosen = expert, rejected = the build's sampled alternative (DPO control);
-* ``sft_choice``: contrast prompt -> bare verdict (SFT-on-choice control).
+* ``sft_choice``: contrast prompt -> bare verdict (SFT-on-choice control);
+* ``online_env``: one row per episode naming the environment task to play live
+  (``openrlhf_act/integrations/openrlhf/env_executor.py``, beyond the paper).
 
-The first three read trajectories; ``dpo`` and ``sft_choice`` read a ``data build`` output directory so
+The others read trajectories; ``dpo`` and ``sft_choice`` read a ``data build`` output directory so
 they use exactly the pairs the ACT stage saw.
 """
 
@@ -28,7 +30,7 @@ from openrlhf_act.prompts import (
 )
 from openrlhf_act.schema import DataError, NextActionLabel, State, Trajectory, decode_judgment_label, encode_label
 
-TRAJECTORY_KINDS = ("sft", "sft_multiturn", "next_action")
+TRAJECTORY_KINDS = ("sft", "sft_multiturn", "next_action", "online_env")
 BUILD_KINDS = ("dpo", "sft_choice")
 EXPORT_KINDS = TRAJECTORY_KINDS + BUILD_KINDS
 
@@ -64,6 +66,34 @@ def next_action_row(state: State, *, max_admissible: int) -> dict[str, Any]:
 def multiturn_row(trajectory: Trajectory, *, with_thought: bool) -> dict[str, Any]:
     turns = [(s.observation, s.action, s.thought if with_thought else None) for s in trajectory.steps]
     return {"messages": episode_messages(trajectory.env, trajectory.task, turns), "datasource": trajectory.env}
+
+
+def online_env_row(trajectory: Trajectory) -> dict[str, Any]:
+    """The episode a trajectory came from, as a label the online executor can replay live.
+
+    ScienceWorld episodes are named by task and variation (``meta`` of collected trajectories, or a
+    ``name/v<N>`` task id); ALFWorld episodes by their game file (``meta.game_file``).
+    """
+    meta = trajectory.meta
+    if trajectory.env == "scienceworld":
+        task, variation = meta.get("task_name"), meta.get("variation")
+        if not isinstance(task, str) or not isinstance(variation, int):
+            name, _, suffix = trajectory.task_id.rpartition("/v")
+            if not name or not suffix.isdigit():
+                raise DataError(
+                    f"trajectory {trajectory.task_id!r} names no ScienceWorld task and variation "
+                    "(expected meta.task_name/meta.variation or a task id like 'boil/v3')"
+                )
+            task, variation = name, int(suffix)
+        label = {"kind": "online_env", "env": "scienceworld", "task": task, "variation": variation}
+        if isinstance(meta.get("split"), str):
+            label["split"] = meta["split"]
+    elif trajectory.env == "alfworld" and isinstance(meta.get("game_file"), str):
+        label = {"kind": "online_env", "env": "alfworld", "game": meta["game_file"]}
+    else:
+        raise DataError(f"trajectory {trajectory.task_id!r}: online episodes exist for scienceworld and alfworld only")
+    prompt = [{"role": "user", "content": f"Play the {trajectory.env} episode {trajectory.task_id}: {trajectory.task}"}]
+    return {"prompt": prompt, "label": json.dumps(label, separators=(",", ":")), "datasource": trajectory.env}
 
 
 def state_rows(

@@ -158,6 +158,12 @@ DATA_KINDS: dict[str, DataKind] = {
             ),
         ),
         DataKind(
+            "online_env",
+            "one row per environment episode, played live by the online executor (beyond the paper)",
+            "openrlhf.cli.train_ppo_ray",
+            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
+        ),
+        DataKind(
             "sft_choice",
             "contrast prompt -> the correct verdict, no reasoning (SFT-on-choice control)",
             "openrlhf.cli.train_sft",

@@ -174,7 +174,7 @@ def test_exports_share_the_build_split(trajectories, tmp_path):
     build_dir = tmp_path / "act"
     assert main(["data", "build", "--input", str(trajectories), "--out", str(build_dir), "--eval-ratio", "0.25"]) == 0
     eval_tasks = {decode_judgment_label(r["label"]).task_id for r in rows(build_dir / "eval.jsonl")}
-    for kind in ("sft", "sft_multiturn", "next_action", "dpo", "sft_choice"):
+    for kind in ("sft", "sft_multiturn", "next_action", "dpo", "sft_choice", "online_env"):
         out = tmp_path / kind
         assert main(["data", "export", "--kind", kind, "--build", str(build_dir), "--out", str(out)]) == 0
         train, evaluation = rows(out / "train.jsonl"), rows(out / "eval.jsonl")
@@ -194,6 +194,12 @@ def test_exports_share_the_build_split(trajectories, tmp_path):
             row = train[0]
             assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
             assert row["prompt"][1]["content"].endswith('"Action: <command>".')
+        if kind == "online_env":
+            from openrlhf_act.integrations.openrlhf.env_executor import OnlineEnvLabel
+
+            labels = [OnlineEnvLabel.decode(r["label"]) for r in evaluation]
+            assert {f"{label.task.name}/v{label.task.variation}" for label in labels} == eval_tasks
+            assert len(train) + len(evaluation) == 12
         if kind == "sft_choice":
             assert evaluation[0]["response"][0]["content"] in ("<answer>Action 1</answer>", "<answer>Action 2</answer>")
     assert main(["data", "export", "--kind", "dpo", "--input", str(trajectories), "--out", str(tmp_path / "x")]) == 2

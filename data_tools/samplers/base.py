@@ -42,6 +42,8 @@ class SampleRequest:
 
 @runtime_checkable
 class Sampler(Protocol):
+    """What the resampling loop needs: ``sample`` returns ``n`` raw completions per request, in order."""
+
     name: str
 
     def fingerprint(self) -> dict[str, Any]: ...

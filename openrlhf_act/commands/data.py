@@ -83,7 +83,8 @@ Examples:
 _EXPORT_DESCRIPTION = """\
 Kinds: sft (agent prompt -> expert action), sft_multiturn (whole episodes, --data.multiturn),
 next_action (RL-stage prompts labelled with the expert action), dpo (chosen = expert, rejected = the
-build's alternative), sft_choice (contrast prompt -> bare verdict). With --build DIR the export reuses
+build's alternative), sft_choice (contrast prompt -> bare verdict), online_env (one row per episode,
+played live by the online executor, recipes/online_env.sh). With --build DIR the export reuses
 that build's inputs, state window and task split, so no eval task leaks into any stage's training data.
 """
 
