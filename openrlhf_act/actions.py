@@ -45,33 +45,42 @@ def actions_equal(a: str, b: str) -> bool:
 
 def strip_end_markers(text: str) -> tuple[str, bool]:
     """Remove trailing end-of-turn markers; return the text and whether any marker was found."""
-    found = False
     stripped = text.rstrip()
-    changed = True
-    while changed:
-        changed = False
+    found = False
+    while stripped.endswith(END_MARKERS):  # one C call decides the common cases
         for marker in END_MARKERS:
             if stripped.endswith(marker):
                 stripped = stripped[: -len(marker)].rstrip()
-                found = changed = True
+                found = True
+                break
     return stripped, found
 
 
-def final_segment(response: str) -> tuple[str, str, bool]:
-    """Split a response into (reasoning, final text, reasoning_unclosed).
+def final_segment(response: str) -> tuple[int, str, bool]:
+    """Split a response into (length of the reasoning, final text, reasoning_unclosed).
 
     The final text is what follows the last ``</think>``; with no think block the whole response is
     final. ``reasoning_unclosed`` is true when a ``<think>`` was opened and never closed, i.e. the
-    response is still reasoning and holds no final answer.
+    response is still reasoning and holds no final answer. (The reasoning itself is never needed,
+    only its length, so it is not copied.)
     """
-    closes = list(_THINK_CLOSE.finditer(response))
-    if closes:
-        last = closes[-1]
-        return response[: last.start()], response[last.end() :], False
-    opened = _THINK_OPEN.search(response)
-    if opened:
-        return response, "", True
-    return "", response, False
+    last = _last_think_close(response)
+    if last is not None:
+        return last.start(), response[last.end() :], False
+    if _THINK_OPEN.search(response):
+        return len(response), "", True
+    return 0, response, False
+
+
+def _last_think_close(text: str) -> re.Match[str] | None:
+    """The last ``</think>``: walk back over ``"</"`` (a fast literal search) instead of scanning the
+    whole text with a case-insensitive pattern; the verdict tag usually follows it, so ~2 steps."""
+    at = len(text)
+    while (at := text.rfind("</", 0, at)) >= 0:
+        match = _THINK_CLOSE.match(text, at)
+        if match is not None:
+            return match
+    return None
 
 
 def parse_action(response: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 TRAJECTORY_SCHEMA = "openrlhf-act/trajectory/v1"
@@ -193,7 +194,22 @@ def _int_or(value: Any, default: int) -> int:
 
 
 def decode_judgment_label(raw: Any) -> JudgmentLabel:
-    """Parse and validate a contrast-prompt label; raise :class:`DataError` when it is unusable."""
+    """Parse and validate a contrast-prompt label; raise :class:`DataError` when it is unusable.
+
+    JSON-string labels are cached: GRPO scores every label once per sample of its group, and the
+    decoded label is immutable.
+    """
+    if isinstance(raw, str):
+        return _decode_judgment_text(raw)
+    return _decode_judgment(raw)
+
+
+@lru_cache(maxsize=4096)
+def _decode_judgment_text(raw: str) -> JudgmentLabel:
+    return _decode_judgment(raw)
+
+
+def _decode_judgment(raw: Any) -> JudgmentLabel:
     d = _label_dict(raw)
     candidates = _require(d, "candidates", list)
     if len(candidates) < 2 or not all(isinstance(c, str) for c in candidates):

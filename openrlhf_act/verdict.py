@@ -19,8 +19,8 @@ Grammar (ACT_METHOD.md, section 4), applied to the *response only*, never the pr
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from openrlhf_act.actions import final_segment, strip_end_markers
 
@@ -38,9 +38,9 @@ MALFORMED_REASONS = (NO_VERDICT, HEDGE, DISAGREE, OUT_OF_RANGE, UNCLOSED_THINK, 
 _INDEX = re.compile(r"""^[\s*"'`]*(?:action|candidate|option)?\s*#?\s*(\d{1,6})[\s*"'`.]*$""", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The parsed choice (1-based) or ``None`` with the reason it is malformed."""
+class Verdict(NamedTuple):
+    """The parsed choice (1-based) or ``None`` with the reason it is malformed (a NamedTuple: built
+    once per scored sample, it costs a third of a frozen dataclass)."""
 
     choice: int | None
     reason: str
@@ -53,29 +53,36 @@ class Verdict:
 
 
 @lru_cache(maxsize=8)
-def _tag_patterns(tag: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    name = re.escape(tag)
-    pair = re.compile(rf"<{name}\s*>(.*?)</{name}\s*>", re.IGNORECASE | re.DOTALL)
-    opening = re.compile(rf"<{name}\s*>", re.IGNORECASE)
-    closing = re.compile(rf"</{name}\s*>", re.IGNORECASE)
-    return pair, opening, closing
+def _tag_pattern(tag: str) -> re.Pattern[str]:
+    """Opening and closing verdict tags in one pattern, so the final text is scanned once."""
+    return re.compile(rf"<(/?){re.escape(tag)}\s*>", re.IGNORECASE)
+
+
+def _tag_contents(final: str, tag: str) -> list[str] | None:
+    """The contents of the verdict tags in order, or ``None`` when opening and closing tags do not
+    alternate (a nested, unclosed or stray tag). One ``re.split``: text, sep, text, sep, ... where a
+    sep is "" for an opening tag and "/" for a closing one."""
+    parts = _tag_pattern(tag).split(final)
+    separators = parts[1::2]
+    if len(separators) % 2 or separators != ["", "/"] * (len(separators) // 2):
+        return None
+    return parts[2::4]
 
 
 def parse_verdict(response: str, num_candidates: int, *, truncated: bool = False, tag: str = "answer") -> Verdict:
     """Apply the grammar above. Never raises for any string input."""
     text, _ = strip_end_markers(response)
-    reasoning, final, unclosed = final_segment(text)
-    r_chars, f_chars = len(reasoning), len(final)
+    r_chars, final, unclosed = final_segment(text)
+    f_chars = len(final)
     if truncated:
         return Verdict(None, TRUNCATED, r_chars, f_chars)
     if unclosed:
         return Verdict(None, UNCLOSED_THINK, r_chars, f_chars)
-    pair, opening, closing = _tag_patterns(tag)
-    contents = pair.findall(final)
+    contents = _tag_contents(final, tag)
+    if contents is None:
+        return Verdict(None, UNBALANCED_TAGS, r_chars, f_chars)
     if not contents:
         return Verdict(None, NO_VERDICT, r_chars, f_chars)
-    if len(opening.findall(final)) != len(contents) or len(closing.findall(final)) != len(contents):
-        return Verdict(None, UNBALANCED_TAGS, r_chars, f_chars)
     indices = set()
     for content in contents:
         match = _INDEX.match(content)

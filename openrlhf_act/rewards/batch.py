@@ -7,10 +7,11 @@ response and detect truncation the same way, and both never raise.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from openrlhf_act.actions import END_MARKERS, strip_end_markers
+from openrlhf_act.actions import END_MARKERS
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.config import RewardConfig
 
@@ -19,6 +20,8 @@ logger = logging.getLogger("openrlhf_act.rewards")
 RewardFn = Callable[..., RewardResult]
 _TAIL_CHARS = 64
 _GARBLED_CHARS = 16
+_TEMPLATE_TAIL_CHARS = 256
+_END_MARKER = re.compile("|".join(re.escape(m) for m in END_MARKERS))
 
 
 def response_from_query(query: str, prompt: str) -> str | None:
@@ -51,9 +54,10 @@ def looks_truncated(response: str, prompt: str) -> bool:
     marker. Only templates whose turns visibly end with a known marker (ChatML, Llama 3, Gemma, ...)
     are judged; for others this returns False (use OpenRLHF's ``--reward.stop_properly_penalty_coef``).
     """
-    if not any(marker in prompt for marker in END_MARKERS):
+    # a turn's end marker sits right before the assistant header, at the end of the prompt
+    if _END_MARKER.search(prompt, max(0, len(prompt) - _TEMPLATE_TAIL_CHARS)) is None:
         return False
-    return not strip_end_markers(response)[1]
+    return not response.rstrip().endswith(END_MARKERS)
 
 
 def _fallback(reward_fn_logs: Sequence[str], value: float) -> RewardResult:
@@ -91,20 +95,20 @@ def score_batch(
     name: str,
 ) -> list[RewardResult]:
     """Score aligned lists; missing prompts or labels count as empty (a label error, not a crash)."""
-    queries = list(queries or [])
-    prompts = list(prompts or [])
-    labels = list(labels or [])
+    prompts = prompts or ()
+    labels = labels or ()
+    n_prompts, n_labels = len(prompts), len(labels)
     return [
         score_one(
             reward_fn,
             log_keys,
             q,
-            prompts[i] if i < len(prompts) else "",
-            labels[i] if i < len(labels) else None,
+            prompts[i] if i < n_prompts else "",
+            labels[i] if i < n_labels else None,
             config,
             name,
         )
-        for i, q in enumerate(queries)
+        for i, q in enumerate(queries or ())
     ]
 
 
@@ -113,7 +117,7 @@ def as_openrlhf_dict(results: Sequence[RewardResult], log_keys: Sequence[str], *
     value in a 1-element tensor itself); lists for HTTP batches."""
     if scalar and len(results) == 1:
         (r,) = results
-        return {"rewards": r.reward, "scores": r.score, "extra_logs": {k: r.logs[k] for k in log_keys}}
+        return {"rewards": r.reward, "scores": r.score, "extra_logs": r.logs}  # logs hold exactly log_keys
     return {
         "rewards": [r.reward for r in results],
         "scores": [r.score for r in results],

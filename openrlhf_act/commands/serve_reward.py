@@ -1,0 +1,69 @@
+"""Serve a named reward over HTTP in OpenRLHF's remote reward-model protocol.
+
+Start it, then pass the printed URL to OpenRLHF: --reward.remote_url http://127.0.0.1:5000/get_reward
+Reward constants come from OPENRLHF_ACT_REWARD_PRESET / OPENRLHF_ACT_REWARD_CONFIG, read once at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "serve a reward over HTTP for OpenRLHF's --reward.remote_url"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reward", default="act_judgment", help="reward name (default: act_judgment)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0 = any free port, 1 worker)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT); about one per core"
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="require this bearer token (default: $OPENRLHF_ACT_SERVE_TOKEN; none = open). "
+        "OpenRLHF sends it when the URL carries it: http://act:TOKEN@host:port/get_reward",
+    )
+    parser.add_argument(
+        "--max-request-mb", type=float, default=16.0, help="reject larger request bodies with 413 (default: 16)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openrlhf_act.cli import UsageError
+    from openrlhf_act.registry import get_reward
+    from openrlhf_act.rewards.config import config_from_env
+    from openrlhf_act.server import TOKEN_ENV, ServeError, ServeOptions, serve
+
+    try:
+        spec = get_reward(args.reward)
+    except KeyError as exc:
+        raise UsageError(exc.args[0]) from None
+    try:
+        config = config_from_env()
+    except ValueError as exc:
+        raise UsageError(f"bad reward setting: {exc}") from None
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be in 0..65535, got {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if not args.max_request_mb > 0:
+        raise UsageError(f"--max-request-mb must be positive, got {args.max_request_mb}")
+    if args.token == "":
+        raise UsageError("--token must not be empty (leave it out to serve without a token)")
+    token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
+    options = ServeOptions(
+        spec=spec,
+        config=config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        token=token,
+        max_request_bytes=int(args.max_request_mb * 2**20),
+    )
+    try:
+        return serve(options)
+    except ServeError as exc:
+        raise UsageError(str(exc)) from None
