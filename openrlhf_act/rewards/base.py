@@ -39,10 +39,17 @@ class RewardStats:
 STATS = RewardStats()
 
 
-def report_label_error(reward_name: str, error: Exception, raw_label: object) -> None:
-    """A broken label is a data error: count it and say so in one log line, never raise."""
+def label_error_result(
+    reward_name: str, error: Exception, raw_label: object, log_keys: tuple[str, ...], response: str, value: float
+) -> RewardResult:
+    """A broken label is a data error, not the policy's fault: count it, say so in one log line,
+    and return ``value`` (the ``label_error`` constant) with ``label_error`` set; never raise."""
     STATS.add(f"{reward_name}.label_error")
     shown = repr(raw_label)
     if len(shown) > 200:
         shown = shown[:200] + "..."
     logger.warning("openrlhf-act %s: unusable label (%s): %s", reward_name, error, shown)
+    logs = dict.fromkeys(log_keys, 0.0)
+    logs["label_error"] = 1.0
+    logs["response_chars"] = float(len(response))
+    return RewardResult(value, 0.0, logs)

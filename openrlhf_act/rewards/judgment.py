@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openrlhf_act.rewards.base import STATS, RewardResult, report_label_error
+from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.schema import DataError, decode_judgment_label
 from openrlhf_act.verdict import TRUNCATED, parse_verdict
@@ -32,11 +32,7 @@ def judgment_reward(response: str, label: object, config: RewardConfig, *, trunc
     try:
         decoded = decode_judgment_label(label)
     except DataError as exc:
-        report_label_error(NAME, exc, label)
-        logs = dict.fromkeys(LOG_KEYS, 0.0)
-        logs["label_error"] = 1.0
-        logs["response_chars"] = float(len(response))
-        return RewardResult(config.label_error, 0.0, logs)
+        return label_error_result(NAME, exc, label, LOG_KEYS, response, config.label_error)
 
     verdict = parse_verdict(response, len(decoded.candidates), truncated=truncated, tag=config.verdict_tag)
     gold_first = decoded.answer == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from openrlhf_act.actions import match_admissible, normalize_action, parse_action
-from openrlhf_act.rewards.base import STATS, RewardResult, report_label_error
+from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.schema import DataError, decode_next_action_label
 
@@ -19,11 +19,7 @@ def next_action_reward(response: str, label: object, config: RewardConfig, *, tr
     try:
         decoded = decode_next_action_label(label)
     except DataError as exc:
-        report_label_error(NAME, exc, label)
-        logs = dict.fromkeys(LOG_KEYS, 0.0)
-        logs["label_error"] = 1.0
-        logs["response_chars"] = float(len(response))
-        return RewardResult(config.label_error, 0.0, logs)
+        return label_error_result(NAME, exc, label, LOG_KEYS, response, config.label_error)
 
     action = None if truncated else parse_action(response)
     exact = action is not None and normalize_action(action) == normalize_action(decoded.expert)
