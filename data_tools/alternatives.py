@@ -114,7 +114,7 @@ def sample_alternatives(
                 )
                 for s in chunk
             ]
-            keys = [request_key(fingerprint, r.messages, r.n, r.seed) for r in requests]
+            keys = [request_key(fingerprint, r.messages, r.n, r.seed, r.admissible, r.expert) for r in requests]
             completions: list[list[str] | None] = [cache.get(k) for k in keys]
             missing = [i for i, c in enumerate(completions) if c is None]
             stats.requests += len(requests)

@@ -13,8 +13,19 @@ from pathlib import Path
 from typing import Any
 
 
-def request_key(fingerprint: dict[str, Any], messages: list[dict[str, str]], n: int, seed: int) -> str:
-    payload = json.dumps([fingerprint, messages, n, seed], sort_keys=True, ensure_ascii=False)
+def request_key(
+    fingerprint: dict[str, Any],
+    messages: list[dict[str, str]],
+    n: int,
+    seed: int,
+    admissible: tuple[str, ...] | None = None,
+    expert: str = "",
+) -> str:
+    """Everything a sampler's output may depend on (the admissible sampler reads the admissible
+    actions and the expert action, not the prompt)."""
+    payload = json.dumps(
+        [fingerprint, messages, n, seed, list(admissible or ()), expert], sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -168,10 +168,19 @@ def _sampler_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (openai sampler)")
     group.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
     group.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default 1.0)")
+    group.add_argument("--top-k", type=int, default=None, help="top-k sampling (default: off)")
     group.add_argument("--max-tokens", type=int, default=None, help="tokens per completion (default 512)")
     group.add_argument("--chat-template-kwargs", default=None, help="JSON, e.g. '{\"enable_thinking\": false}'")
     group.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm sampler")
     group.add_argument("--max-concurrency", type=int, default=None, help="openai sampler: requests in flight")
+    group.add_argument(
+        "--sampler-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other sampler option, e.g. max_model_len=8192, api_key=..., timeout=60, "
+        "engine_kwargs='{\"swap_space\": 8}' (VALUE is read as JSON when it parses, else as a string)",
+    )
     group.add_argument("--samples-per-round", type=int, default=1, help="completions per state per round")
     group.add_argument("--rounds", type=int, default=4, help="resampling rounds for states still lacking one")
     group.add_argument(
@@ -196,6 +205,7 @@ def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
         "base_url": args.base_url,
         "temperature": args.temperature,
         "top_p": args.top_p,
+        "top_k": args.top_k,
         "max_tokens": args.max_tokens,
         "tensor_parallel_size": args.tensor_parallel_size,
         "max_concurrency": args.max_concurrency,
@@ -205,6 +215,14 @@ def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
             options["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)
         except json.JSONDecodeError as exc:
             raise _usage(f"--chat-template-kwargs is not valid JSON: {exc.msg}") from None
+    for item in args.sampler_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _usage(f"--sampler-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
     options = {k: v for k, v in options.items() if v is not None}
     if name != "admissible" and "model" not in options:
         raise _usage(f"the {name} sampler needs --model")
