@@ -1,4 +1,4 @@
-"""The code base stays ruff-clean (lint and format), with the configuration in pyproject.toml."""
+"""The code base stays ruff-clean (lint and format), with the configuration in ruff.toml."""
 
 from __future__ import annotations
 
