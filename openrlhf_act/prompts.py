@@ -83,6 +83,11 @@ def agent_messages(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE
     ]
 
 
+def candidate_lines(candidates: tuple[str, ...] | list[str]) -> str:
+    """The numbered candidate block of the judgment prompt ("Action 1: ...\nAction 2: ...")."""
+    return safe_text("\n".join([f"Action {i}: {c.strip()}" for i, c in enumerate(candidates, 1)]))
+
+
 def judgment_messages(
     state: State,
     candidates: tuple[str, ...] | list[str],
@@ -92,7 +97,7 @@ def judgment_messages(
 ) -> list[dict[str, str]]:
     """The ACT contrast prompt: the state, then "Action 1: ... / Action 2: ..." in the given order."""
     head, tail = _judge_instruction_parts(tag)
-    listed = safe_text("\n".join([f"Action {i}: {c.strip()}" for i, c in enumerate(candidates, 1)]))
+    listed = candidate_lines(candidates)
     return [
         {"role": "system", "content": _judge_system(state.env, len(candidates))},
         {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + head + listed + tail},

@@ -33,26 +33,21 @@ from openrlhf_act.eval.offline import (
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import stable_seed, write_json, write_text
 from openrlhf_act.eval.summary import fmt
-from openrlhf_act.prompts import safe_text
+from openrlhf_act.prompts import candidate_lines
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.judgment import judgment_reward
 from openrlhf_act.schema import decode_judgment_label, encode_label
 from openrlhf_act.verdict import parse_verdict
 
 
-def candidate_block(candidates: list[str] | tuple[str, ...]) -> str:
-    """The "Action 1: ... / Action 2: ..." lines exactly as the judgment prompt lists them."""
-    return "\n".join(f"Action {i}: {safe_text(c.strip())}" for i, c in enumerate(candidates, 1))
-
-
 def swapped_messages(messages: list[dict[str, str]], candidates: tuple[str, ...]) -> list[dict[str, str]] | None:
     """The prompt with its candidates in reverse order, or ``None`` if the candidate list is not found."""
-    block = candidate_block(candidates)
+    block = candidate_lines(candidates)
     last = messages[-1]["content"]
     at = last.rfind(block)
     if at < 0:
         return None
-    swapped = last[:at] + candidate_block(tuple(reversed(candidates))) + last[at + len(block) :]
+    swapped = last[:at] + candidate_lines(tuple(reversed(candidates))) + last[at + len(block) :]
     return [*messages[:-1], {**messages[-1], "content": swapped}]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
 
-from openrlhf_act.prompts import safe_text
+from openrlhf_act.prompts import candidate_lines
 from openrlhf_act.registry import get_reward
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.config import RewardConfig, config_from_env
@@ -51,11 +51,6 @@ def bonus_from_env(environ: dict[str, str] | None = None) -> float:
     return value
 
 
-def candidate_block(candidates: tuple[str, ...] | list[str]) -> str:
-    """The candidate lines exactly as :func:`openrlhf_act.prompts.judgment_messages` renders them."""
-    return "\n".join(f"Action {i}: {safe_text(c.strip())}" for i, c in enumerate(candidates, 1))
-
-
 def swap_candidates(prompt: str, label: Any) -> tuple[str, str] | None:
     """The prompt with its two candidates swapped, and the matching label; ``None`` when the label
     is unusable, has other than two candidates, or the candidate lines are not found exactly once."""
@@ -66,8 +61,8 @@ def swap_candidates(prompt: str, label: Any) -> tuple[str, str] | None:
     if len(decoded.candidates) != 2:
         return None
     swapped = replace(decoded, candidates=decoded.candidates[::-1], answer=3 - decoded.answer)
-    block = "\n" + candidate_block(decoded.candidates) + "\n"
-    swapped_block = "\n" + candidate_block(swapped.candidates) + "\n"
+    block = "\n" + candidate_lines(decoded.candidates) + "\n"
+    swapped_block = "\n" + candidate_lines(swapped.candidates) + "\n"
     if block == swapped_block or prompt.count(block) != 1:
         return None
     return prompt.replace(block, swapped_block), encode_label(swapped)
