@@ -133,7 +133,7 @@ def _worker(env_name: str, jobs: mp.Queue, results: mp.Queue, stop: Any, with_ad
     try:
         from openrlhf_act.envs.scienceworld import ScienceWorld
 
-        env = ScienceWorld(gold_path=True)
+        env = ScienceWorld(gold_path=True, admissible=with_admissible)
         while not stop.is_set():
             item = jobs.get()
             if item is _STOP:

@@ -75,7 +75,16 @@ class ScienceWorld(TextEnv):
     name = ENV_NAME
     score_scale = 100.0
 
-    def __init__(self, *, simplification: str = "", gold_path: bool = False, max_steps: int | None = None):
+    def __init__(
+        self,
+        *,
+        simplification: str = "",
+        gold_path: bool = False,
+        max_steps: int | None = None,
+        admissible: bool = False,
+    ):
+        """``admissible``: list the valid actions after every step (500+ strings, about half of a
+        step's cost in the JVM). Data collection stores them; playing needs only the observation."""
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -92,6 +101,8 @@ class ScienceWorld(TextEnv):
         self._split_cache: dict[tuple[str, str], list[int]] = {}
         self._gold: list[str] | None = None
         self._moves = 0
+        self._admissible = admissible
+        self._last_score = 0
         self._closed = False
         self.max_steps = max_steps or 100
 
@@ -147,13 +158,30 @@ class ScienceWorld(TextEnv):
         observation, info = self._call(self._env.reset)
         self._gold = self.expert_actions()
         self._moves = 0
+        self._last_score = int(info.get("score", 0))
+        if not self._admissible:
+            info = {**info, "valid": ()}
         return self._to_step(observation, 0.0, False, info, True)
 
     def step(self, action: str) -> EnvStep:
-        observation, reward, done, info = self._call(self._env.step, action)
+        if self._admissible:
+            observation, reward, done, info = self._call(self._env.step, action)
+        else:
+            observation, reward, done, info = self._call(self._lean_step, action)
         self._moves += 1
         valid = not any(observation.strip().startswith(m) for m in INVALID_MARKERS)
         return self._to_step(observation, float(reward), bool(done), info, valid)
+
+    def _lean_step(self, action: str) -> tuple[str, int, bool, dict[str, Any]]:
+        """``ScienceWorldEnv.step`` without the four extra JVM round trips it makes for infos we do
+        not use (look, inventory, task description, valid actions): same observation, score
+        (0-100), reward (score delta) and completion rule (completed, or a negative score)."""
+        server = self._env.server
+        observation = str(server.step(action))
+        score = round(100 * server.getScore())
+        reward, self._last_score = score - self._last_score, score
+        done = bool(server.getCompleted()) or score < 0
+        return observation, reward, done, {"score": score, "moves": self._moves + 1}
 
     def _to_step(self, observation: str, reward: float, done: bool, info: dict[str, Any], valid: bool) -> EnvStep:
         score = float(info.get("score", 0))
