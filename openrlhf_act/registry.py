@@ -117,6 +117,18 @@ def get_reward(name: str) -> RewardSpec:
     return table[name]
 
 
+# Agent executors OpenRLHF loads with --train.agent_func_path (instead of a reward file).
+AGENT_EXECUTORS: dict[str, tuple[str, str]] = {
+    "consistency": (
+        str(_ENTRY_DIR / "consistency_executor.py"),
+        "ACT judgment plus a bonus when the verdict survives swapping the candidates (2 generations/sample)",
+    ),
+    "online_env": (
+        str(_ENTRY_DIR / "env_executor.py"),
+        "plays live ScienceWorld / ALFWorld episodes; the episode score is the reward",
+    ),
+}
+
 DATA_KINDS: dict[str, DataKind] = {
     kind.name: kind
     for kind in (

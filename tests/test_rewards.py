@@ -6,6 +6,7 @@ import importlib.util
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +196,15 @@ def test_reward_func_is_thread_safe():
     with ThreadPoolExecutor(max_workers=16) as pool:
         got = list(pool.map(lambda c: reward_func([c[0]], [PROMPT], [c[1]])["rewards"], cases))
     assert got == expected
+
+
+def test_agent_executor_paths(capsys):
+    from openrlhf_act.cli import main
+
+    assert main(["reward", "executor", "consistency"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith("consistency_executor.py") and Path(path).is_file()
+    assert main(["reward", "executor", "nope"]) == 2
 
 
 def test_registry_lists_builtins_and_data_kinds():

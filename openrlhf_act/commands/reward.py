@@ -1,5 +1,7 @@
-"""Named rewards: list them, print the absolute path of the entry file OpenRLHF loads, show the
-constants in effect. Example: --reward.remote_url $(openrlhf-act reward path act_judgment)"""
+"""Named rewards and agent executors: list them, print the absolute path of the file OpenRLHF loads,
+show the reward constants in effect. Examples:
+--reward.remote_url $(openrlhf-act reward path act_judgment),
+--train.agent_func_path $(openrlhf-act reward executor consistency)"""
 
 from __future__ import annotations
 
@@ -32,16 +34,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: $XDG_CACHE_HOME/openrlhf-act/entry)",
     )
     path.set_defaults(func=run_path)
+    executor = sub.add_parser("executor", help="absolute path of an agent executor for --train.agent_func_path")
+    executor.add_argument("name", help="consistency or online_env (see `openrlhf-act reward list`)")
+    executor.set_defaults(func=run_executor)
     show = sub.add_parser("config", help="the reward constants the environment selects (preset + overrides)")
     show.set_defaults(func=run_config)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from openrlhf_act.registry import DATA_KINDS, rewards
+    from openrlhf_act.registry import AGENT_EXECUTORS, DATA_KINDS, rewards
 
-    print("rewards:")
+    print("rewards (--reward.remote_url $(openrlhf-act reward path NAME)):")
     for name, spec in sorted(rewards().items()):
         print(f"  {name:<14} {spec.description}")
+    print("agent executors (--train.agent_func_path $(openrlhf-act reward executor NAME)):")
+    for name, (_, description) in AGENT_EXECUTORS.items():
+        print(f"  {name:<14} {description}")
     print("data kinds:")
     for name, kind in DATA_KINDS.items():
         reward = f" [reward: {kind.reward}]" if kind.reward else ""
@@ -68,6 +76,16 @@ def run_path(args: argparse.Namespace) -> int:
     tmp.write_text(_GENERATED.format(name=args.name))
     tmp.replace(target)
     print(target)
+    return 0
+
+
+def run_executor(args: argparse.Namespace) -> int:
+    from openrlhf_act.cli import UsageError
+    from openrlhf_act.registry import AGENT_EXECUTORS
+
+    if args.name not in AGENT_EXECUTORS:
+        raise UsageError(f"unknown agent executor {args.name!r}; known: {', '.join(AGENT_EXECUTORS)}")
+    print(AGENT_EXECUTORS[args.name][0])
     return 0
 
 
