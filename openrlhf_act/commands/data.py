@@ -37,7 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _sampler_options(build)
     build.set_defaults(func=run_build)
 
-    collect = sub.add_parser("collect", help="replay an environment's expert into canonical trajectories")
+    collect = sub.add_parser(
+        "collect",
+        help="replay an environment's expert into canonical trajectories",
+        description="Replay ScienceWorld's gold action sequences into canonical trajectories (JSONL), in --workers "
+        "parallel processes with one JVM each (every JVM closed, also on Ctrl-C). Finished episodes are appended to "
+        "<out>.partial as they complete, so an interrupted collection resumes; episodes whose gold path does not "
+        "reach score 100 are dropped and counted. Example: openrlhf-act data collect --tasks boil,melt "
+        "--variations train:20 --out traj.jsonl",
+    )
     collect.add_argument("--env", default="scienceworld", choices=["scienceworld"], help="environment")
     collect.add_argument("--out", help="output JSONL file (resumes from <out>.partial if interrupted)")
     collect.add_argument("--list-tasks", action="store_true", help="list the environment's tasks and exit")
