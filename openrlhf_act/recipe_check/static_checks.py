@@ -1,0 +1,240 @@
+"""Static checks of what OpenRLHF and DeepSpeed only find once the models are loaded: reward and
+agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split, the Ray
+runtime environment and the data-kind flags of ``openrlhf_act.registry.DATA_KINDS``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from openrlhf_act.recipe_check.commands import Command
+from openrlhf_act.recipe_check.findings import CommandCheck
+from openrlhf_act.recipe_check.launchers import Launch
+from openrlhf_act.recipe_check.openrlhf_main import OpenRLHFMain
+
+# Where each OpenRLHF program reads datasets: (section, dataset attr, split attr, probabilities attr).
+_DATASET_ARGS = {
+    "openrlhf.cli.train_ppo_ray": (
+        ("data", "prompt_dataset", "prompt_split", "prompt_probs"),
+        ("eval", "dataset", "split", None),
+    ),
+    "openrlhf.cli.train_sft": (
+        ("data", "dataset", "dataset_split", "dataset_probs"),
+        ("eval", "dataset", "split", None),
+    ),
+    "openrlhf.cli.train_dpo": (
+        ("data", "dataset", "dataset_split", "dataset_probs"),
+        ("eval", "dataset", "split", None),
+    ),
+}
+_LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow")
+
+
+def _get(args: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        args = getattr(args, part, None)
+    return args
+
+
+def check_semantics(check: CommandCheck, launch: Launch, main: OpenRLHFMain, args: Any) -> None:
+    """What OpenRLHF only finds after loading models: files, blends, splits, GPU layout, runtime env."""
+    working_dir = (launch.runtime_env or {}).get("working_dir")
+    for url in _get(args, "reward.remote_url") or []:
+        if url == "agent" or url.startswith(("http://", "https://")):
+            continue
+        if not url.endswith(".py"):
+            check.add("error", f"--reward.remote_url {url}: neither an http(s) URL nor a .py reward file", url)
+        elif not _resolve(url, working_dir).is_file():
+            check.add("error", f"--reward.remote_url {url}: no such file", "--reward.remote_url")
+    agent = _get(args, "train.agent_func_path")
+    if agent and not _resolve(agent, working_dir).is_file():
+        check.add("error", f"--train.agent_func_path {agent}: no such file", "--train.agent_func_path")
+    for section, data_attr, split_attr, probs_attr in _DATASET_ARGS.get(launch.module, ()):
+        sources = _get(args, f"{section}.{data_attr}")
+        if not sources:
+            continue
+        names = [s.strip() for s in sources.split(",")]
+        split = _get(args, f"{section}.{split_attr}")
+        flag = f"--{section}.{split_attr}"
+        for name in names:
+            if name.lower().endswith(_LOCAL_DATA_SUFFIXES) and split != "train":
+                check.add("error", f"{name} is a data file, whose only split is 'train', but {flag} is {split!r}", flag)
+        if probs_attr and _get(args, f"{section}.{probs_attr}") is not None:
+            _check_probabilities(check, f"--{section}.{probs_attr}", _get(args, f"{section}.{probs_attr}"), names)
+    if launch.module == "openrlhf.cli.train_ppo_ray":
+        _check_colocation(check, args)
+        world = _get(args, "actor.num_nodes") * _get(args, "actor.num_gpus_per_node")
+        micro = 1 if _get(args, "train.dynamic_batch_enable") else _get(args, "train.micro_batch_size")
+    else:
+        world, micro = launch.world_size, _get(args, "train.micro_batch_size")
+    if world and micro:
+        _check_batch_split(check, args, world, micro)
+    _check_runtime_env(check, launch, main)
+
+
+def _check_batch_split(check: CommandCheck, args: Any, world: int, micro: int) -> None:
+    """DeepSpeed's start-up assert (after the model is loaded): the global batch splits exactly into
+    micro-batches on every data-parallel GPU, as OpenRLHF's strategy sizes it."""
+    parallel = (_get(args, "ds.ring_attn_size") or 1) * (_get(args, "ds.tensor_parallel_size") or 1)
+    batch = _get(args, "train.batch_size") * parallel
+    if batch < micro * world or batch % (micro * world):
+        check.add(
+            "error",
+            f"--train.batch_size {_get(args, 'train.batch_size')} does not split into micro-batches of {micro} on "
+            f"{world} GPU(s) (x{parallel} ring/tensor parallel): DeepSpeed would stop at start-up; use a multiple "
+            f"of {micro * world // math.gcd(micro * world, parallel)}",
+            "--train.batch_size",
+        )
+
+
+def _resolve(path: str, working_dir: str | None) -> Path:
+    candidate = Path(path)
+    if not candidate.is_absolute() and working_dir:
+        candidate = Path(working_dir) / candidate
+    return candidate
+
+
+def _check_probabilities(check: CommandCheck, flag: str, raw: str, datasets: list[str]) -> None:
+    try:
+        probs = [float(p) for p in raw.split(",")]
+    except ValueError:
+        check.add("error", f"{flag} {raw}: not comma-separated numbers", flag)
+        return
+    if len(probs) != len(datasets):
+        check.add("error", f"{flag} has {len(probs)} values for {len(datasets)} datasets", flag)
+    elif abs(sum(probs) - 1.0) > 1e-6 or min(probs) < 0:
+        check.add("error", f"{flag} {raw}: probabilities must be >= 0 and sum to 1", flag)
+
+
+def _check_colocation(check: CommandCheck, args: Any) -> None:
+    """Two asserts of train_ppo_ray.train() (after Ray starts), checked here before it does."""
+    if not _get(args, "train.colocate_all") or _get(args, "train.async_enable"):
+        return
+    actor = _get(args, "actor.num_nodes") * _get(args, "actor.num_gpus_per_node")
+    engines = _get(args, "vllm.num_engines") or 0
+    if engines and actor != engines * _get(args, "vllm.tensor_parallel_size"):
+        check.add(
+            "error",
+            f"--train.colocate_all needs actor GPUs ({actor}) = vLLM engines x tensor parallel size "
+            f"({engines} x {_get(args, 'vllm.tensor_parallel_size')}) (train_ppo_ray.train asserts this)",
+            "--vllm.num_engines",
+        )
+    ref = (_get(args, "ref.num_nodes"), _get(args, "ref.num_gpus_per_node"))
+    if _get(args, "algo.kl.init_coef") > 0 and ref != (
+        _get(args, "actor.num_nodes"),
+        _get(args, "actor.num_gpus_per_node"),
+    ):
+        check.add(
+            "error", "colocated actor and reference need the same nodes and GPUs per node", "--ref.num_gpus_per_node"
+        )
+
+
+def _check_runtime_env(check: CommandCheck, launch: Launch, main: OpenRLHFMain) -> None:
+    from openrlhf_act.rewards.config import config_from_env
+    from openrlhf_act.rewards.routing import DEFAULT_ENV
+
+    env = launch.runtime_env
+    if env is None:
+        return
+    where = "--runtime-env-json" if launch.launcher.startswith("ray job") else "RAY_JOB_CONFIG_JSON_ENV_VAR"
+    variables = env.get("env_vars") or {}
+    if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+        check.add("error", "runtime env env_vars must map names to strings", where)
+        return
+    clash = sorted(set(variables) & main.driver_env_keys)
+    if clash:
+        check.add("error", f"{main.module} sets {', '.join(clash)} in its own ray.init(); Ray refuses both", where)
+    try:
+        config_from_env(variables)
+    except ValueError as exc:
+        check.add("error", f"reward settings forwarded to Ray are invalid: {exc}", where)
+    route = variables.get(DEFAULT_ENV, "").strip()
+    if route and not route.startswith(("http://", "https://")) and not Path(route).is_file():
+        check.add("error", f"{DEFAULT_ENV}={route}: neither an http(s) URL nor an existing .py reward file", where)
+    for key in ("working_dir",):
+        value = env.get(key)
+        if isinstance(value, str) and "://" not in value and not Path(value).is_dir():
+            check.add("error", f"runtime env {key} {value}: no such folder", where)
+    for module in env.get("py_modules") or []:
+        if isinstance(module, str) and "://" not in module and not Path(module).exists():
+            check.add("error", f"runtime env py_modules entry {module}: no such path", where)
+
+
+def check_data_kind(check: CommandCheck, command: Command, launch: Launch) -> None:
+    """The recipe's `# data-kind:` must match openrlhf_act.registry.DATA_KINDS (module and flags)."""
+    if not command.data_kind:
+        return
+    from openrlhf_act.registry import DATA_KINDS
+
+    kind = DATA_KINDS.get(command.data_kind)
+    if kind is None:
+        check.add("error", f"data kind {command.data_kind!r} is not in openrlhf_act.registry.DATA_KINDS", launch.module)
+        return
+    if kind.openrlhf_module != launch.module:
+        check.add("error", f"{kind.name} rows are read by {kind.openrlhf_module}, not {launch.module}", launch.module)
+    for flag in kind.flags:
+        words = flag.split()
+        if not _contains(launch.args, words):
+            check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.registry.DATA_KINDS)", launch.module)
+
+
+def _contains(args: list[str], words: list[str]) -> bool:
+    n = len(words)
+    return any(args[i : i + n] == words for i in range(len(args) - n + 1))
+
+
+def check_datasets(check: CommandCheck, launch: Launch, args: Any) -> None:
+    """--check-data: local dataset files exist, carry the columns the flags name, and blend."""
+    keys = _column_flags(launch.module, args)
+    for section, data_attr, _, _ in _DATASET_ARGS.get(launch.module, ()):
+        flag = f"--{section}.{data_attr}"
+        sources = _get(args, f"{section}.{data_attr}")
+        if not sources:
+            continue
+        shapes = []
+        for name in (s.strip().split("@")[0] for s in sources.split(",")):
+            if not name.lower().endswith(_LOCAL_DATA_SUFFIXES):
+                continue
+            path = Path(name)
+            if not path.is_file():
+                check.add("error", f"{flag}: {name}: no such file", flag)
+                continue
+            row = _first_row(path)
+            if row is None:
+                continue
+            missing = [f"{k} ({col})" for k, col in keys.items() if col not in row]
+            if missing:
+                check.add("error", f"{name}: first row lacks the column(s) {', '.join(missing)}", flag)
+                continue
+            shapes.append((name, {col: type(row[col]).__name__ for col in keys.values()}))
+        for (first, a), (other, b) in itertools.pairwise(shapes):
+            if a != b:
+                check.add("error", f"{flag}: {first} and {other} cannot be blended: column types {a} vs {b}", flag)
+
+
+def _column_flags(module: str, args: Any) -> dict[str, str]:
+    if module == "openrlhf.cli.train_dpo":
+        names = ("prompt_key", "chosen_key", "rejected_key")
+    elif module == "openrlhf.cli.train_sft":
+        names = ("input_key",) if _get(args, "data.multiturn") else ("input_key", "output_key")
+    else:
+        names = ("input_key", "label_key")
+    columns = {f"--data.{n}": _get(args, f"data.{n}") for n in names}
+    return {flag: col for flag, col in columns.items() if col}
+
+
+def _first_row(path: Path) -> dict[str, Any] | None:
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return None
+    with path.open() as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    return None
+                return row if isinstance(row, dict) else None
+    return None
