@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # environment packages log every episode load at INFO
+        for noisy in ("scienceworld", "py4j", "textworld", "alfworld"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (UsageError, DataError) as exc:
