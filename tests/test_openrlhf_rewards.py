@@ -227,3 +227,24 @@ def test_unconstrained_tiny_model_is_malformed_and_gets_no_signal(prompt_dataset
     assert all(o["extra_logs"]["malformed"] == 1.0 for o in outputs)
     processed = _advantages(args, tokenizer, _experiences(outputs, max_len=1024))
     assert all(torch.all(b.advantages.abs() < 1e-6) for b in processed)
+
+
+def test_consistency_executor_swaps_every_built_prompt(prompt_dataset):
+    """The swap the consistency executor makes works on every prompt `data build` wrote, as OpenRLHF renders it."""
+    from openrlhf_act.integrations.openrlhf.consistency_executor import swap_candidates
+    from openrlhf_act.schema import decode_judgment_label
+
+    _, _, dataset = prompt_dataset
+    for i in range(len(dataset)):
+        _, prompt, label, _ = dataset[i]
+        swapped = swap_candidates(prompt, label)
+        assert swapped is not None, prompt
+        swapped_prompt, swapped_label = swapped
+        original, flipped = decode_judgment_label(label), decode_judgment_label(swapped_label)
+        assert flipped.candidates == original.candidates[::-1] and flipped.expert == original.expert
+        assert f"Action {flipped.answer}: {flipped.expert}" in swapped_prompt
+        head, _, tail = prompt.partition("Which action is better for the task?")
+        swapped_head, _, swapped_tail = swapped_prompt.partition("Which action is better for the task?")
+        assert swapped_head == head  # the state is untouched
+        a, b = original.candidates
+        assert f"Action 1: {a}\nAction 2: {b}" in tail and f"Action 1: {b}\nAction 2: {a}" in swapped_tail
