@@ -72,6 +72,24 @@ def test_build_outputs_contract_balance_and_split(trajectories, tmp_path, capsys
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.skipif(not have("openrlhf"), reason="openrlhf is not installed")
+def test_printed_openrlhf_command_passes_openrlhf_own_parser(trajectories, tmp_path, capsys):
+    """The command `data build` prints is judged by the installed OpenRLHF's own parser and asserts."""
+    import shlex
+
+    from openrlhf_act.recipe_check import openrlhf_main
+
+    assert main(["data", "build", "--input", str(trajectories), "--out", str(tmp_path / "act")]) == 0
+    printed = capsys.readouterr().out
+    command = printed[printed.index("python -m openrlhf.cli.train_ppo_ray") :].replace("\\\n", " ")
+    argv = shlex.split(command.replace("<model>", "Qwen/Qwen3-8B"))
+    assert argv[:3] == ["python", "-m", "openrlhf.cli.train_ppo_ray"]
+    run = openrlhf_main("openrlhf.cli.train_ppo_ray").run(argv[3:])
+    assert not (run.unknown or run.abbreviated or run.stray or run.error or run.failed_assert or run.exception), run
+    assert run.args.reward.remote_url[0].endswith("act_judgment_reward.py")
+    assert run.args.data.prompt_dataset.endswith("train.jsonl") and run.args.rollout.n_samples_per_prompt == 8
+
+
 def test_same_seed_same_bytes_other_seed_differs(trajectories, tmp_path):
     args = ["data", "build", "--input", str(trajectories), "--eval-ratio", "0.25"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
