@@ -8,8 +8,6 @@ machines are noisy.
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 
@@ -38,16 +36,6 @@ def at_most(name: str, value: float, bound: float, unit: str, note: str = "") ->
 
 def below(name: str, value: float, bound: float, unit: str, note: str = "") -> BenchResult:
     return BenchResult(name, value, unit, f"< {bound:g}", value < bound, note)
-
-
-def best_of(fn: Callable[[], object], repeat: int) -> float:
-    """Minimum wall time of ``repeat`` calls: the least noisy single-number estimate."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def percentile(values: list[float], q: float) -> float:

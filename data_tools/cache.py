@@ -35,7 +35,6 @@ class SampleCache:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
         self._entries: dict[str, list[str]] = {}
-        self.loaded = 0
         if self.path and self.path.exists():
             self._load()
         self._handle = None
@@ -49,7 +48,6 @@ class SampleCache:
                     self._entries[entry["k"]] = list(entry["c"])
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a torn line from an interrupted run
-        self.loaded = len(self._entries)
 
     def get(self, key: str) -> list[str] | None:
         return self._entries.get(key)

@@ -39,10 +39,6 @@ def normalize_action(action: str) -> str:
     return _SPACES.sub(" ", action).strip().lower().strip(_EDGE_PUNCT + " ")
 
 
-def actions_equal(a: str, b: str) -> bool:
-    return normalize_action(a) == normalize_action(b)
-
-
 def strip_end_markers(text: str) -> tuple[str, bool]:
     """Remove trailing end-of-turn markers; return the text and whether any marker was found."""
     stripped = text.rstrip()

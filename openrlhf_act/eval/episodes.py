@@ -92,7 +92,6 @@ class RunStats:
     """Counters of one invocation (the benchmark reads ``policy_calls`` and ``env_steps``)."""
 
     policy_calls: int = 0
-    policy_requests: int = 0
     env_steps: int = 0
     episodes: int = 0
     errors: int = 0
@@ -324,7 +323,6 @@ class EpisodeRunner:
         requests = [self._request(s.episode) for s in ready]  # type: ignore[arg-type]
         responses = self.policy.respond(requests)
         self.stats.policy_calls += 1
-        self.stats.policy_requests += len(requests)
         for slot, response in zip(ready, responses):
             episode = slot.episode
             assert episode is not None

@@ -17,7 +17,6 @@ from data_tools.samplers.base import SampleRequest
 from openrlhf_act.cli import UsageError
 
 EXPERT = "expert"
-MODEL_POLICIES = ("vllm", "openai", "hf")
 EVAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0}
 
 

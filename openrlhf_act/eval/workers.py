@@ -87,7 +87,6 @@ class EnvWorker:
         self.env_name = env_name
         self.options = dict(options)
         self.index = index
-        self.restarts = 0
         self._spawn()
 
     def _spawn(self) -> None:
@@ -157,7 +156,6 @@ class EnvWorker:
 
     def restart(self) -> None:
         self.kill()
-        self.restarts += 1
         self._spawn()
 
     def close(self, timeout: float = 15.0) -> None:
