@@ -332,6 +332,37 @@ def test_scienceworld_splits_expert_and_errors():
             resolve_episodes("scienceworld", split="test", tasks=[FAST_TASKS[1]], variations=[0], env=env)
 
 
+def _words(observation: str) -> list[str]:
+    """ScienceWorld lists a room's objects in a different order on every load: compare contents."""
+    return sorted(observation.replace(",", " ").split())
+
+
+@pytest.mark.slow
+@requires_scienceworld
+def test_scienceworld_reset_matches_the_official_reset():
+    """``reset`` right after ``load`` skips the JVM's second full load, and a reset after steps
+    rebuilds the world: both start the episode exactly as ``ScienceWorldEnv.reset`` does."""
+    from openrlhf_act.envs.scienceworld import ScienceWorld
+
+    tasks = resolve_episodes("scienceworld", split="test", tasks=["find-plant", "boil"], episodes=2)
+    with ScienceWorld(gold_path=True, admissible=True) as ours, ScienceWorld(gold_path=True) as official:
+        for task in tasks:
+            official._env.load(task.name, task.variation, "", True)
+            observation, info = official._env.reset()
+            gold = official._env.get_gold_action_sequence()
+            ours.load(task)
+            first = ours.reset()
+            assert _words(first.observation) == _words(observation), task
+            assert (first.score, first.expert, first.reward) == (info["score"], gold[0], 0.0)
+            # object names in the action list vary from load to load, like the listing order
+            assert "look around" in first.admissible and "look around" in info["valid"]
+            moved = ours.step(first.expert)
+            assert moved.expert == gold[1]
+            again = ours.reset()
+            assert _words(again.observation) == _words(observation) and again.expert == gold[0]
+            assert _words(ours.step(first.expert).observation) == _words(moved.observation)
+
+
 # ---- WebShop ----------------------------------------------------------------------------------
 def test_webshop_client_plays_an_episode(webshop):
     with make_env("webshop", url=webshop.url, timeout=10) as env:

@@ -93,7 +93,8 @@ def test_expert_scores_100_on_fast_scienceworld_tasks(expert_run):
     assert {"prompt", "response", "action", "observation", "score", "valid"} <= set(step)
     assert step["response"] == f"Action: {step['action']}" and step["prompt"].startswith("Task: ")
     assert (out / "summary.md").read_text().count("| 100.00 | 100.00 |") == len(FAST_TASKS)
-    # one batched policy call serves every episode waiting for an action
+    # the first policy call serves both workers' first episodes (later ones share calls when their
+    # steps are pending together)
     assert runner.stats.policy_calls < runner.stats.env_steps
 
 
@@ -244,6 +245,36 @@ def test_webshop_episodes_against_a_local_service(tmp_path):
     test = summary["splits"]["test"]
     assert test["micro"]["finished"] == 3 and test["micro"]["success_rate"] == 100.0
     assert runner.stats.policy_calls < runner.stats.env_steps
+
+
+def test_a_pool_serves_several_runs_and_outlives_them(tmp_path):
+    """Runs through one pool reuse its running workers; a worker left with an unanswered request
+    is replaced before the next run; options that differ from the pool's are refused."""
+    from openrlhf_act.eval.workers import START, EnvPool
+
+    service = StandInWebShop().start()
+    options = {"url": service.url}
+    tasks = resolve_episodes("webshop", split="test", variations=[0, 1, 2])
+    try:
+        with EnvPool("webshop", options, 2) as pool:
+            pids = [w.pid for w in pool.workers]
+            for name in ("first", "second"):
+                runner = EpisodeRunner("webshop", tasks, ScriptedPolicy(_shopper), tmp_path / name, pool=pool)
+                assert runner.workers == 2
+                assert runner.run()["splits"]["test"]["micro"]["success_rate"] == 100.0
+                assert [w.pid for w in pool.workers] == pids and all(w.process.is_alive() for w in pool.workers)
+            pool.workers[0].send(START, tasks[0], timeout=30)  # as if a run were interrupted here
+            pool.settle()
+            assert pool.workers[0].pending is None and pool.workers[0].pid != pids[0]
+            assert pool.workers[1].pid == pids[1]
+            runner = EpisodeRunner("webshop", tasks, ScriptedPolicy(_shopper), tmp_path / "third", pool=pool)
+            assert runner.run()["splits"]["test"]["micro"]["finished"] == 3
+            with pytest.raises(UsageError, match="pool runs webshop"):
+                EpisodeRunner("webshop", tasks, ScriptedPolicy(_shopper), tmp_path / "x", env_options={}, pool=pool)
+            workers = [w.process for w in pool.workers]
+        assert not any(p.is_alive() for p in workers), "closing the pool ends its workers"
+    finally:
+        service.stop()
 
 
 def test_unparseable_replies_count_and_end_at_the_step_limit(tmp_path):

@@ -103,6 +103,7 @@ class ScienceWorld(TextEnv):
         self._moves = 0
         self._admissible = admissible
         self._last_score = 0
+        self._fresh = False  # the loaded world has not been stepped: reset need not rebuild it
         self._closed = False
         self.max_steps = max_steps or 100
 
@@ -121,6 +122,7 @@ class ScienceWorld(TextEnv):
         if (task_name, split) in self._split_cache:
             return list(self._split_cache[task_name, split])
         self._call(self._env.load, task_name, 0, self._simplification, False)
+        self._task, self._fresh = None, False  # that load replaced the loaded episode
         getter = {
             "train": self._env.get_variations_train,
             "dev": self._env.get_variations_dev,
@@ -144,6 +146,7 @@ class ScienceWorld(TextEnv):
         if task.split is not None and variation not in self.variations(task.name, task.split):
             raise EnvError(f"variation {variation} of {task.name!r} is not in the {task.split!r} split")
         self._call(self._env.load, task.name, variation, self._simplification, self._gold_path)
+        self._fresh = True
         self._task = task
         self.max_steps = self._max_steps_override or step_limit(task.name)
 
@@ -153,17 +156,24 @@ class ScienceWorld(TextEnv):
 
     # ---- episode --------------------------------------------------------------------------
     def reset(self) -> EnvStep:
+        """Start the loaded episode, as ``ScienceWorldEnv.reset`` does ("look around" is move 1).
+
+        The JVM's ``reset`` is a second full ``load`` (world and gold path rebuilt): skipped when
+        the world was just loaded and not stepped, which halves the cost of starting an episode."""
         if self._task is None:
             raise EnvError("ScienceWorld: reset() before load()")
-        observation, info = self._call(self._env.reset)
+        if not self._fresh:
+            self._call(self._env.server.reset)
+        self._fresh = False
+        self._env.lastStepScore = self._last_score = 0
         self._gold = self.expert_actions()
         self._moves = 0
-        self._last_score = int(info.get("score", 0))
-        if not self._admissible:
-            info = {**info, "valid": ()}
+        look = self._env.step if self._admissible else self._lean_step
+        observation, _, _, info = self._call(look, "look around")
         return self._to_step(observation, 0.0, False, info, True)
 
     def step(self, action: str) -> EnvStep:
+        self._fresh = False
         if self._admissible:
             observation, reward, done, info = self._call(self._env.step, action)
         else:

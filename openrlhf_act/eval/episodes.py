@@ -36,7 +36,7 @@ from openrlhf_act.envs.registry import episode_key, preflight
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import RecordLog, read_records, stable_seed, write_json, write_text
 from openrlhf_act.eval.summary import summarize_episodes, summary_markdown
-from openrlhf_act.eval.workers import START, STEP, EnvWorker, Started, WorkerFailed
+from openrlhf_act.eval.workers import START, STEP, EnvPool, EnvWorker, Started, WorkerFailed
 from openrlhf_act.prompts import agent_messages
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,19 @@ class EpisodeRunner:
         retries: int = 1,
         seed: int = 0,
         progress: bool = True,
+        pool: EnvPool | None = None,
     ):
+        """``pool``: play in these already-running workers (``workers`` and, unless given,
+        ``env_options`` are then the pool's) and leave them running; by default the run starts its
+        own workers and closes them at the end."""
+        if pool is not None:
+            env_options = pool.options if env_options is None else env_options
+            if (pool.env_name, pool.options) != (env_name, dict(env_options)):
+                raise UsageError(
+                    f"the environment pool runs {pool.env_name} with {pool.options}, "
+                    f"not {env_name} with {dict(env_options)}"
+                )
+            workers = len(pool.workers)
         if workers < 1:
             raise UsageError(f"workers must be >= 1, got {workers}")
         if max_steps is not None and max_steps < 1:
@@ -138,6 +150,7 @@ class EpisodeRunner:
         self.retries = retries
         self.seed = seed
         self.progress = progress
+        self.pool = pool
         self.stats = RunStats()
         self.slots: list[Slot] = []
 
@@ -198,37 +211,39 @@ class EpisodeRunner:
     def _play(self, todo: list[Episode], log: RecordLog, *, done_before: int, total: int) -> None:
         from tqdm import tqdm
 
-        options = self.env_options
-        self.slots = [Slot(EnvWorker(self.env_name, options, i)) for i in range(min(self.workers, len(todo)))]
+        pool = self.pool or EnvPool(self.env_name, self.env_options, min(self.workers, len(todo)))
+        self.slots = [Slot(worker) for worker in pool.workers]
         queue = deque(todo)
         bar = tqdm(total=total, initial=done_before, desc=f"{self.env_name} episodes", disable=not self.progress)
         self._bar = bar
         try:
             while queue or any(s.episode is not None for s in self.slots):
-                for slot in self.slots:
-                    if slot.episode is None and queue:
-                        self._start(slot, queue.popleft(), queue, log)
                 self._gather(queue, log)
                 ready = [s for s in self.slots if s.awaits_policy]
                 if ready:
                     self._act(ready, queue, log)
         finally:
             bar.close()
-            for slot in self.slots:
-                slot.worker.close()
+            if pool is self.pool:
+                pool.settle()
+            else:
+                pool.close()
 
-    def _start(self, slot: Slot, episode: Episode, queue: deque[Episode], log: RecordLog) -> None:
-        slot.episode = episode
-        try:
-            slot.worker.send(START, episode.task, self.start_timeout)
-        except WorkerFailed as exc:
-            self._failed(slot, str(exc), queue, log)
+    def _fill(self, queue: deque[Episode], log: RecordLog) -> None:
+        """Start the next queued episode on every free worker, the moment it is free."""
+        for slot in self.slots:
+            while slot.episode is None and queue:
+                slot.episode = episode = queue.popleft()
+                try:
+                    slot.worker.send(START, episode.task, self.start_timeout)
+                except WorkerFailed as exc:
+                    self._failed(slot, str(exc), queue, log)
 
     def _gather(self, queue: deque[Episode], log: RecordLog) -> None:
-        """Collect answers. Block on pending steps; on pending starts only when nothing else can run
-        (so a slow episode start never holds back the other episodes' next action)."""
-        steps_pending = any(s.worker.pending == STEP for s in self.slots)
-        others_ready = any(s.awaits_policy for s in self.slots)
+        """Collect answers (starting queued episodes on freed workers at once) until some episode
+        awaits the policy. It is held back for the other workers' pending steps, which come back
+        in milliseconds, so that they share one batched policy call; not for pending starts (a
+        start can take seconds), except before the run's first call, which serves every episode."""
         while True:
             now = time.monotonic()
             for slot in self.slots:
@@ -240,16 +255,14 @@ class EpisodeRunner:
                     kind = slot.worker.pending
                     limit = self.start_timeout if kind == START else self.step_timeout
                     self._failed(slot, f"no answer to {kind} within {limit:.0f} s", queue, log, hung=True)
-            if steps_pending:
-                blocking = [s for s in self.slots if s.worker.pending == STEP]
-            elif others_ready:
-                blocking = []
-            else:
-                blocking = [s for s in self.slots if s.worker.pending is not None]
-            if not blocking:
+            self._fill(queue, log)
+            busy = [s for s in self.slots if s.worker.pending is not None]
+            if any(s.awaits_policy for s in self.slots) and self.stats.policy_calls:
+                busy = [s for s in busy if s.worker.pending == STEP]
+            if not busy:
                 return
-            timeout = max(0.0, min(s.worker.deadline for s in blocking) - time.monotonic())
-            connection.wait([w for s in blocking for w in s.worker.waitables()], timeout=timeout + 0.01)
+            timeout = max(0.0, min(s.worker.deadline for s in busy) - time.monotonic())
+            connection.wait([w for s in busy for w in s.worker.waitables()], timeout=timeout + 0.01)
 
     def _receive(self, slot: Slot, queue: deque[Episode], log: RecordLog) -> None:
         episode = slot.episode

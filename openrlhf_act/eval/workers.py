@@ -5,6 +5,10 @@ hangs), so each one lives in its own process started with ``spawn``. The parent 
 and reset an episode) or ``step`` (one action) and waits on the pipe *and* the process sentinel with a
 deadline: a reply, a crash and a hang are all noticed in bounded time. A hung or dead worker is
 killed together with the helper processes its adapter reported (``TextEnv.child_pids``) and replaced.
+
+An :class:`EnvPool` keeps workers alive across runs: evaluating several checkpoints or splits through
+one pool pays the simulators' start (and a JVM's JIT warm-up, which dominates short ScienceWorld
+runs) once.
 """
 
 from __future__ import annotations
@@ -169,6 +173,34 @@ class EnvWorker:
             self.kill()
         else:
             self.conn.close()
+
+
+class EnvPool:
+    """``size`` environment workers that outlive one run; a context manager that closes them."""
+
+    def __init__(self, env_name: str, options: dict[str, Any] | None = None, size: int = 2):
+        if size < 1:
+            raise ValueError(f"an environment pool needs at least 1 worker, got {size}")
+        self.env_name = env_name
+        self.options = dict(options or {})
+        self.workers = [EnvWorker(env_name, self.options, i) for i in range(size)]
+
+    def settle(self) -> None:
+        """Replace any worker left with an unanswered request (a run was interrupted): its late
+        answer would otherwise be read as the next run's."""
+        for worker in self.workers:
+            if worker.pending is not None:
+                worker.restart()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _parent_of(pid: int) -> int | None:
