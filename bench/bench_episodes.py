@@ -37,9 +37,8 @@ def _runner(tasks, out, **kwargs):
     from openrlhf_act.eval.episodes import EpisodeRunner
     from openrlhf_act.eval.policies import ExpertPolicy
 
-    if "pool" not in kwargs:
-        kwargs["env_options"] = expert_options("scienceworld")
-    return EpisodeRunner("scienceworld", tasks, ExpertPolicy(), out, progress=False, **kwargs)
+    options = expert_options("scienceworld")
+    return EpisodeRunner("scienceworld", tasks, ExpertPolicy(), out, env_options=options, progress=False, **kwargs)
 
 
 def _checked(runner):

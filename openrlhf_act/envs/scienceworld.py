@@ -159,7 +159,7 @@ class ScienceWorld(TextEnv):
         """Start the loaded episode, as ``ScienceWorldEnv.reset`` does ("look around" is move 1).
 
         The JVM's ``reset`` is a second full ``load`` (world and gold path rebuilt): skipped when
-        the world was just loaded and not stepped, which halves the cost of starting an episode."""
+        the world was just loaded and not stepped, which saves a whole world build per episode."""
         if self._task is None:
             raise EnvError("ScienceWorld: reset() before load()")
         if not self._fresh:
@@ -168,19 +168,19 @@ class ScienceWorld(TextEnv):
         self._env.lastStepScore = self._last_score = 0
         self._gold = self.expert_actions()
         self._moves = 0
-        look = self._env.step if self._admissible else self._lean_step
-        observation, _, _, info = self._call(look, "look around")
+        observation, _, _, info = self._advance("look around")
         return self._to_step(observation, 0.0, False, info, True)
 
     def step(self, action: str) -> EnvStep:
         self._fresh = False
-        if self._admissible:
-            observation, reward, done, info = self._call(self._env.step, action)
-        else:
-            observation, reward, done, info = self._call(self._lean_step, action)
+        observation, reward, done, info = self._advance(action)
         self._moves += 1
         valid = not any(observation.strip().startswith(m) for m in INVALID_MARKERS)
         return self._to_step(observation, float(reward), bool(done), info, valid)
+
+    def _advance(self, action: str) -> tuple[str, int, bool, dict[str, Any]]:
+        """One simulator step: the package's full ``step`` when admissible actions are wanted."""
+        return self._call(self._env.step if self._admissible else self._lean_step, action)
 
     def _lean_step(self, action: str) -> tuple[str, int, bool, dict[str, Any]]:
         """``ScienceWorldEnv.step`` without the four extra JVM round trips it makes for infos we do

@@ -232,7 +232,7 @@ class EpisodeRunner:
     def _fill(self, queue: deque[Episode], log: RecordLog) -> None:
         """Start the next queued episode on every free worker, the moment it is free."""
         for slot in self.slots:
-            while slot.episode is None and queue:
+            if slot.episode is None and queue:
                 slot.episode = episode = queue.popleft()
                 try:
                     slot.worker.send(START, episode.task, self.start_timeout)
