@@ -17,6 +17,7 @@ COMMANDS = (
     ("serve-reward", "openrlhf_act.commands.serve_reward"),
     ("recipe", "openrlhf_act.commands.recipe"),
     ("eval", "openrlhf_act.commands.eval"),
+    ("demo", "openrlhf_act.commands.demo"),
 )
 
 

@@ -61,9 +61,11 @@ settings_done() {
 }
 
 by_preset() {
+    # by_preset PAPER SMALL [CPU]: the default for the current preset (CPU defaults to SMALL's).
     case $PRESET in
         paper) printf '%s' "$1" ;;
         small) printf '%s' "$2" ;;
+        cpu) printf '%s' "${3-$2}" ;;
     esac
 }
 
@@ -91,8 +93,8 @@ absolute() {
     fi
 }
 
-setting PRESET paper "paper: Qwen3-8B on one node of 8x80 GB, as in the paper | small: Qwen3-0.6B on 1 GPU, a first try"
-require_choice PRESET paper small
+setting PRESET paper "paper: Qwen3-8B on one node of 8x80 GB, as in the paper | small: Qwen3-0.6B on 1 GPU, a first try | cpu: a tiny local model on a machine without a GPU (tests, openrlhf-act demo)"
+require_choice PRESET paper small cpu
 
 setting MODE local "local: run here (starts 'ray start --head' if no cluster is up) | job: 'ray job submit' to RAY_ADDRESS"
 require_choice MODE local job
@@ -101,13 +103,15 @@ setting JOB_SHIP installed "MODE=job: how the plugin reaches the cluster: instal
 require_choice JOB_SHIP installed py_modules pip
 setting PYTHON python3 "Python interpreter that runs OpenRLHF's modules (on the cluster for MODE=job)"
 
-setting MODEL "$(by_preset Qwen/Qwen3-8B Qwen/Qwen3-0.6B)" "model to start from: a hub id or a local Hugging Face checkpoint"
 setting DATA_DIR "./data" "root of the exported data: act/ (openrlhf-act data build), sft/ next_action/ dpo/ sft_choice/ (openrlhf-act data export)"
 setting OUTPUT_DIR "./runs" "root of the checkpoints and logs (shared storage for MODE=job)"
 absolute DATA_DIR
 absolute OUTPUT_DIR
+setting MODEL "$(by_preset Qwen/Qwen3-8B Qwen/Qwen3-0.6B "$OUTPUT_DIR/tiny-model")" "model to start from: a hub id or a local Hugging Face checkpoint (PRESET=cpu: python -m openrlhf_act.devtools.tiny_model DIR builds one)"
 if [[ -d $MODEL ]]; then
     absolute MODEL
+elif [[ $MODEL == /* || $MODEL == .* || $MODEL == "~"* || $PRESET == cpu ]] && [[ $RUN_AS == run && $MODE == local ]]; then
+    die "MODEL=$MODEL: no such model folder (a local Hugging Face checkpoint is a folder with config.json)"
 fi
 
 setting NNODES 1 "nodes per model role"
@@ -116,37 +120,46 @@ setting VLLM_TP 1 "tensor-parallel size of each vLLM engine"
 require_int NNODES GPUS_PER_NODE VLLM_TP
 setting VLLM_ENGINES "$((NNODES * GPUS_PER_NODE / VLLM_TP))" "vLLM rollout engines (colocated: NNODES*GPUS_PER_NODE/VLLM_TP)"
 setting VLLM_GPU_UTIL 0.6 "vLLM gpu_memory_utilization (the engines sleep while DeepSpeed trains when colocated)"
-setting COLOCATE 1 "1: actor, reference and vLLM engines share the same GPUs (--train.colocate_all)"
+setting COLOCATE "$(by_preset 1 1 0)" "1: actor, reference and vLLM engines share the same GPUs (--train.colocate_all)"
+setting SLEEP "$(by_preset 1 1 0)" "1 (with COLOCATE=1): vLLM engines and DeepSpeed sleep while the other works (--vllm.enable_sleep --ds.enable_sleep)"
+setting PREFIX_CACHING 1 "1: vLLM prefix caching (--vllm.enable_prefix_caching)"
+setting ENFORCE_EAGER "$(by_preset 0 0 1)" "1: vLLM without CUDA graphs (--vllm.enforce_eager)"
+setting SYNC_BACKEND "$(by_preset nccl nccl gloo)" "backend of the DeepSpeed -> vLLM weight sync (--vllm.sync_backend)"
 setting ZERO_STAGE "$(by_preset 3 2)" "DeepSpeed ZeRO stage"
-setting ATTN_IMPL flash_attention_2 "attention implementation for training (--ds.attn_implementation)"
-require_int VLLM_ENGINES COLOCATE ZERO_STAGE
+setting PARAM_DTYPE bf16 "training precision (--ds.param_dtype: bf16 | fp16)"
+setting ATTN_IMPL "$(by_preset flash_attention_2 flash_attention_2 sdpa)" "attention implementation for training (--ds.attn_implementation)"
+setting PACKING "$(by_preset 1 1 0)" "1: pack samples into one sequence (--ds.packing_samples; needs flash_attention_2)"
+setting GRADIENT_CHECKPOINTING "$(by_preset 1 1 0)" "1: recompute activations in the backward pass (--actor/--model.gradient_checkpointing_enable)"
+require_int VLLM_ENGINES COLOCATE SLEEP PREFIX_CACHING ENFORCE_EAGER ZERO_STAGE PACKING GRADIENT_CHECKPOINTING
 
-setting GROUP_SIZE 8 "GRPO group: responses sampled per prompt (--rollout.n_samples_per_prompt)"
+setting GROUP_SIZE "$(by_preset 8 8 4)" "GRPO group: responses sampled per prompt (--rollout.n_samples_per_prompt)"
 setting ESTIMATOR group_norm "advantage estimator (GRPO: group_norm; also dr_grpo, rloo, reinforce_baseline)"
 setting KL_COEF 1e-3 "KL loss coefficient against the stage's starting model (k3 estimator); 0 drops the reference model"
-setting DYNAMIC_FILTERING 1 "1: drop prompt groups whose scores are all 0 or all 1 (--algo.dynamic_filtering_enable on scores)"
-setting ROLLOUT_BATCH "$(by_preset 64 16)" "prompts per rollout step (each sampled GROUP_SIZE times)"
-setting TRAIN_BATCH "$(by_preset 128 32)" "samples per optimizer step (GRPO)"
-setting MICRO_ROLLOUT_BATCH "$(by_preset 4 8)" "samples per GPU per forward pass while scoring rollouts"
+setting DYNAMIC_FILTERING "$(by_preset 1 1 0)" "1: drop prompt groups whose scores are all 0 or all 1 (--algo.dynamic_filtering_enable on scores)"
+setting ROLLOUT_BATCH "$(by_preset 64 16 2)" "prompts per rollout step (each sampled GROUP_SIZE times)"
+setting TRAIN_BATCH "$(by_preset 128 32 8)" "samples per optimizer step (GRPO)"
+setting MICRO_ROLLOUT_BATCH "$(by_preset 4 8 4)" "samples per GPU per forward pass while scoring rollouts"
 setting MICRO_TRAIN_BATCH "$(by_preset 2 4)" "samples per GPU per training micro-step (GRPO)"
-setting PROMPT_MAX_LEN "$(by_preset 4096 2048)" "longest prompt in tokens (GRPO stages)"
-setting GENERATE_MAX_LEN "$(by_preset 8192 2048)" "longest response in tokens: thinking-length by default (GRPO stages)"
+setting PROMPT_MAX_LEN "$(by_preset 4096 2048 1536)" "longest prompt in tokens (GRPO stages)"
+setting GENERATE_MAX_LEN "$(by_preset 8192 2048 48)" "longest response in tokens: thinking-length by default (GRPO stages)"
 setting TEMPERATURE 1.0 "rollout sampling temperature"
 require_int GROUP_SIZE DYNAMIC_FILTERING ROLLOUT_BATCH TRAIN_BATCH MICRO_ROLLOUT_BATCH MICRO_TRAIN_BATCH
 require_int PROMPT_MAX_LEN GENERATE_MAX_LEN
 
-setting SFT_MAX_LEN "$(by_preset 4096 2048)" "longest prompt + target in tokens (IL, DPO and SFT-on-choice stages)"
-setting SFT_BATCH "$(by_preset 128 32)" "samples per optimizer step (IL, DPO and SFT-on-choice stages)"
-setting SFT_MICRO_BATCH "$(by_preset 2 4)" "samples per GPU per micro-step (IL, DPO and SFT-on-choice stages)"
+setting SFT_MAX_LEN "$(by_preset 4096 2048 1600)" "longest prompt + target in tokens (IL, DPO and SFT-on-choice stages)"
+setting SFT_BATCH "$(by_preset 128 32 2)" "samples per optimizer step (IL, DPO and SFT-on-choice stages)"
+setting SFT_MICRO_BATCH "$(by_preset 2 4 1)" "samples per GPU per micro-step (IL, DPO and SFT-on-choice stages)"
 setting HOSTFILE "" "DeepSpeed hostfile, required when NNODES > 1 for the IL, DPO and SFT-on-choice stages"
 require_int SFT_MAX_LEN SFT_BATCH SFT_MICRO_BATCH
 
-setting EPOCHS 3 "passes over the stage's data (the paper's epoch-matched setting: 3 per stage)"
-setting EVAL_STEPS 20 "evaluate on the eval split every N steps (-1: never)"
-setting EVAL_SAMPLES 4 "responses per eval prompt (GRPO stages)"
-setting SAVE_STEPS 50 "save a resumable checkpoint every N steps (-1: only the final model); reruns resume from it"
+setting EPOCHS "$(by_preset 3 3 1)" "passes over the stage's data (the paper's epoch-matched setting: 3 per stage)"
+setting EVAL_STEPS "$(by_preset 20 20 2)" "evaluate on the eval split every N steps (-1: never)"
+setting EVAL_SAMPLES "$(by_preset 4 4 1)" "responses per eval prompt (GRPO stages)"
+setting SAVE_STEPS "$(by_preset 50 50 1)" "save a resumable checkpoint every N steps (-1: only the final model); reruns resume from it"
 setting SEED 42 "training seed"
+setting MAX_SAMPLES "$(by_preset "" "" 4)" "use at most N rows of each training and eval file (--data.max_samples; empty: all)"
 require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED
+[[ -z $MAX_SAMPLES ]] || require_int MAX_SAMPLES
 
 setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (log in first or set WANDB_API_KEY) | none"
 require_choice LOGGER tensorboard wandb none
@@ -156,6 +169,11 @@ setting WANDB_GROUP "" "LOGGER=wandb: group (e.g. one per pipeline)"
 setting OPENRLHF_ACT_REWARD_PRESET paper "reward constants: paper (1 / 0 / -0.5 malformed) | binary (1 / 0); forwarded to the Ray workers"
 setting OPENRLHF_ACT_REWARD_CONFIG "" "JSON object overriding single reward constants, e.g. {\"malformed\": -1}; forwarded to the Ray workers"
 setting FORWARD_ENV "" "names of more environment variables to forward to the Ray workers (space-separated)"
+
+# PRESET=cpu: OpenRLHF's trainers on a machine without a GPU, through openrlhf_act/devtools/cpu_shim.py
+# (loaded in every process by a sitecustomize on PYTHONPATH, next to a pure-torch flash_attn stand-in).
+# The variables (ACT_CPU_ENV, from `openrlhf-act recipe vars`) must reach every process: they are
+# exported below and forwarded to the Ray workers. A value you set yourself is kept.
 
 # ---------------------------------------------------------------------------------------------
 # Printing and running commands.
@@ -207,6 +225,17 @@ if [[ -z ${OPENRLHF_ACT_RECIPE_VARS:-} ]]; then
     export OPENRLHF_ACT_RECIPE_VARS
 fi
 eval "$OPENRLHF_ACT_RECIPE_VARS"
+CPU_ENV=("${!ACT_CPU_ENV[@]}")
+if [[ $PRESET == cpu ]]; then
+    for name in "${CPU_ENV[@]}"; do
+        if [[ $name == PYTHONPATH ]]; then
+            [[ :${PYTHONPATH:-}: == *":${ACT_CPU_ENV[PYTHONPATH]}:"* ]] ||
+                export PYTHONPATH=${ACT_CPU_ENV[PYTHONPATH]}${PYTHONPATH:+:$PYTHONPATH}
+        else
+            export "$name=${!name:-${ACT_CPU_ENV[$name]}}"
+        fi
+    done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Building OpenRLHF arguments. Recipes append to the global array OPENRLHF_ARGS.
@@ -252,6 +281,16 @@ add_reward() {
     OPENRLHF_ARGS+=(--reward.remote_url "$REPLY")
 }
 
+add_agent_executor() {
+    # add_agent_executor FILE: OpenRLHF's --train.agent_func_path (instead of a reward file); shipped like a reward file.
+    local file=$ACT_PACKAGE_DIR/integrations/openrlhf/$1
+    if [[ $MODE == job && $JOB_SHIP != installed ]]; then
+        JOB_WORKING_DIR=$(dirname "$file")
+        file=$(basename "$file")
+    fi
+    OPENRLHF_ARGS+=(--train.agent_func_path "$file")
+}
+
 add_extra_args() {
     local extra=${STAGE^^}_EXTRA_ARGS words
     read -ra words <<<"${!extra}"
@@ -271,6 +310,21 @@ logger_args() {
         none) ;;
     esac
     OPENRLHF_ARGS+=(--logger.wandb.run_name "$RUN_NAME" --logger.logging_steps 1)
+}
+
+switch_flag() {
+    # switch_flag SETTING FLAG...: add the on/off FLAGs when SETTING is 1.
+    local name=$1
+    shift
+    if [[ ${!name} == 1 ]]; then
+        OPENRLHF_ARGS+=("$@")
+    fi
+}
+
+max_samples_args() {
+    if [[ -n $MAX_SAMPLES ]]; then
+        OPENRLHF_ARGS+=(--data.max_samples "$MAX_SAMPLES")
+    fi
 }
 
 checkpoint_args() {
@@ -297,10 +351,13 @@ grpo_args() {
         --vllm.num_engines "$VLLM_ENGINES"
         --vllm.tensor_parallel_size "$VLLM_TP"
         --vllm.gpu_memory_utilization "$VLLM_GPU_UTIL"
-        --vllm.enable_prefix_caching
+        --vllm.sync_backend "$SYNC_BACKEND"
     )
+    switch_flag PREFIX_CACHING --vllm.enable_prefix_caching
+    switch_flag ENFORCE_EAGER --vllm.enforce_eager
+    switch_flag COLOCATE --train.colocate_all
     if [[ $COLOCATE == 1 ]]; then
-        OPENRLHF_ARGS+=(--train.colocate_all --vllm.enable_sleep --ds.enable_sleep)
+        switch_flag SLEEP --vllm.enable_sleep --ds.enable_sleep
     fi
     OPENRLHF_ARGS+=(
         --algo.advantage.estimator "$ESTIMATOR"
@@ -312,13 +369,13 @@ grpo_args() {
     if [[ $DYNAMIC_FILTERING == 1 ]]; then
         OPENRLHF_ARGS+=(--algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1)
     fi
+    switch_flag GRADIENT_CHECKPOINTING --actor.gradient_checkpointing_enable
+    switch_flag PACKING --ds.packing_samples
     OPENRLHF_ARGS+=(
         --actor.adam.lr "$lr"
-        --actor.gradient_checkpointing_enable
         --ds.zero_stage "$ZERO_STAGE"
-        --ds.param_dtype bf16
+        --ds.param_dtype "$PARAM_DTYPE"
         --ds.attn_implementation "$ATTN_IMPL"
-        --ds.packing_samples
         --data.max_len "$((PROMPT_MAX_LEN + GENERATE_MAX_LEN))"
         --rollout.max_new_tokens "$GENERATE_MAX_LEN"
         --rollout.temperature "$TEMPERATURE"
@@ -332,6 +389,7 @@ grpo_args() {
         --eval.steps "$EVAL_STEPS"
         --eval.n_samples_per_prompt "$EVAL_SAMPLES"
     )
+    max_samples_args
     checkpoint_args
     logger_args
 }
@@ -339,13 +397,13 @@ grpo_args() {
 deepspeed_args() {
     # deepspeed_args LR: OPENRLHF_ARGS = the train_sft / train_dpo flags every supervised stage shares.
     local lr=$1
-    OPENRLHF_ARGS=(
-        --model.model_name_or_path "$MODEL"
-        --model.gradient_checkpointing_enable
+    OPENRLHF_ARGS=(--model.model_name_or_path "$MODEL")
+    switch_flag GRADIENT_CHECKPOINTING --model.gradient_checkpointing_enable
+    switch_flag PACKING --ds.packing_samples
+    OPENRLHF_ARGS+=(
         --ds.zero_stage "$ZERO_STAGE"
-        --ds.param_dtype bf16
+        --ds.param_dtype "$PARAM_DTYPE"
         --ds.attn_implementation "$ATTN_IMPL"
-        --ds.packing_samples
         --data.max_len "$SFT_MAX_LEN"
         --train.batch_size "$SFT_BATCH"
         --train.micro_batch_size "$SFT_MICRO_BATCH"
@@ -354,6 +412,7 @@ deepspeed_args() {
         --adam.lr "$lr"
         --eval.steps "$EVAL_STEPS"
     )
+    max_samples_args
     checkpoint_args
     logger_args
 }
@@ -379,6 +438,9 @@ build_runtime_env() {
     local names=(OPENRLHF_ACT_REWARD_PRESET OPENRLHF_ACT_REWARD_CONFIG OPENRLHF_ACT_ROUTE_DEFAULT
         OPENRLHF_ACT_ROUTE_LOG_KEYS WANDB_API_KEY) extra name value key text vars=""
     read -ra extra <<<"$FORWARD_ENV"
+    if [[ $PRESET == cpu ]]; then
+        extra+=("${CPU_ENV[@]}")
+    fi
     for name in "${names[@]}" "${extra[@]}"; do
         [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "FORWARD_ENV: '$name' is not a variable name"
         case $name in
@@ -419,20 +481,32 @@ build_runtime_env() {
 
 recipe_notes() {
     note "recipe: $RECIPE_NAME"
+    if [[ $PRESET == cpu ]]; then
+        local name
+        for name in "${CPU_ENV[@]}"; do
+            note "environment: $name=${!name:-}"
+        done
+    fi
     if [[ -n $DATA_KIND ]]; then
         note "data-kind: $DATA_KIND"
     fi
 }
 
 ensure_ray_head() {
+    local head=(ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats)
+    if [[ $PRESET == cpu ]]; then
+        # Fake GPU resources: one per role (actor, reference, vLLM engine), on loopback.
+        head=(ray start --head --num-gpus "$((2 * GPUS_PER_NODE + VLLM_ENGINES * VLLM_TP))" --num-cpus 4
+            --node-ip-address 127.0.0.1 --include-dashboard false --disable-usage-stats)
+    fi
     case $RUN_AS in
         dry)
             note "only when no Ray cluster is running on this node:"
-            run_cmd ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats
+            run_cmd "${head[@]}"
             ;;
         run)
             if ! ray status >/dev/null 2>&1; then
-                run_cmd ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats
+                run_cmd "${head[@]}"
             fi
             ;;
         list) ;;

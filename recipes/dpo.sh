@@ -4,7 +4,7 @@
 # Input:  $DATA_DIR/dpo/{train,eval}.jsonl from `openrlhf-act data export --kind dpo --build $DATA_DIR/act`.
 # Output: a Hugging Face checkpoint in $SAVE_DIR (default $OUTPUT_DIR/dpo); the paper follows it with IL and RL.
 #
-# recipe-check: PRESET=paper|small
+# recipe-check: PRESET=paper|small|cpu
 # recipe-check: MODE=local|job
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -5,7 +5,7 @@
 # Output: a Hugging Face checkpoint in $SAVE_DIR (default $OUTPUT_DIR/il).
 # Usage:  MODEL=runs/act bash recipes/il.sh   (ACT -> IL), or pipeline.sh with STAGES=act,il
 #
-# recipe-check: PRESET=paper|small
+# recipe-check: PRESET=paper|small|cpu
 # recipe-check: MODE=local|job
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -6,7 +6,7 @@
 # `openrlhf-act recipe check --check-data` compares the files before you spend GPU hours.
 # Usage:  USER_PROMPT_DATA=my/train.jsonl USER_REWARD=my_reward.py bash recipes/mixed.sh
 #
-# recipe-check: PRESET=paper|small
+# recipe-check: PRESET=paper|small|cpu
 # recipe-check: MODE=local|job
 # recipe-check-env: USER_PROMPT_DATA=./data/user/train.jsonl USER_REWARD=http://127.0.0.1:5000/get_reward
 set -euo pipefail

@@ -10,7 +10,7 @@
 # Output: a Hugging Face checkpoint in $SAVE_DIR (default $OUTPUT_DIR/online_env).
 # Usage:  MODEL=runs/rl GENERATE_MAX_LEN=6144 bash recipes/online_env.sh
 #
-# recipe-check: PRESET=paper|small
+# recipe-check: PRESET=paper|small|cpu
 # recipe-check: MODE=local|job
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -25,19 +25,12 @@ setting ALFWORLD_DATA "${ALFWORLD_DATA:-}" "ALFWorld data directory on the worke
 settings_done
 
 grpo_args "$ONLINE_ENV_LR"
-agent_file="$ACT_PACKAGE_DIR/integrations/openrlhf/env_executor.py"
-if [[ $MODE == job && $JOB_SHIP != installed ]]; then
-    JOB_WORKING_DIR=$(dirname "$agent_file")
-    agent_file=$(basename "$agent_file")
-fi
 OPENRLHF_ARGS+=(
     --data.prompt_dataset "$DATA_DIR/online_env/train.jsonl"
     --eval.dataset "$DATA_DIR/online_env/eval.jsonl"
-    --data.input_key prompt
-    --data.label_key label
-    --data.apply_chat_template
-    --train.agent_func_path "$agent_file"
 )
+add_data_flags online_env
+add_agent_executor env_executor.py
 FORWARD_ENV+=" OPENRLHF_ACT_ENV_POOL OPENRLHF_ACT_ENV_STOP OPENRLHF_ACT_ENV_OPTIONS OPENRLHF_ACT_CHAT_TEMPLATE_KWARGS ALFWORLD_DATA"
 add_extra_args
 launch_ray_module openrlhf.cli.train_ppo_ray "${OPENRLHF_ARGS[@]}"

@@ -10,7 +10,7 @@
 # Stage i writes $PIPELINE_DIR/<i>-<stage>; a rerun skips the stages that already finished there.
 # Every stage's own settings apply (ACT_LR, IL_LR, RL_EXTRA_ARGS, ...; see `openrlhf-act recipe list`).
 #
-# recipe-check: PRESET=paper|small
+# recipe-check: PRESET=paper|small|cpu
 # recipe-check: STAGES=act,il|act,rl|act,il,rl|il|rl|il,rl|dpo,il,rl|sft_choice,il,rl|il,il|il,rl,rl
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -41,12 +41,25 @@ for i in "${!stages[@]}"; do
         continue
     fi
     note "stage $((i + 1))/${#stages[@]}: $stage, starting from $model"
-    MODEL=$model SAVE_DIR=$save_dir RUN_NAME="${STAGES//,/-}-$PRESET-$((i + 1))-$stage" WANDB_GROUP=$WANDB_GROUP \
-        bash "$RECIPES_DIR/$stage.sh"
+    stage_env=(MODEL="$model" SAVE_DIR="$save_dir" RUN_NAME="${STAGES//,/-}-$PRESET-$((i + 1))-$stage"
+        WANDB_GROUP="$WANDB_GROUP")
+    if [[ $RUN_AS == run ]]; then
+        # Each stage's output also goes to its own log, next to its checkpoint folder.
+        log=$save_dir.log
+        started=$SECONDS
+        mkdir -p "$PIPELINE_DIR"
+        printf 'pipeline: stage %d/%d (%s) from %s; log: %s\n' "$((i + 1))" "${#stages[@]}" "$stage" "$model" "$log" >&2
+        env "${stage_env[@]}" bash "$RECIPES_DIR/$stage.sh" 2>&1 | tee -a "$log" ||
+            die "stage $((i + 1)) ($stage) failed; its log: $log (finished stages are kept; rerun to resume)"
+    else
+        env "${stage_env[@]}" bash "$RECIPES_DIR/$stage.sh"
+    fi
     if [[ $RUN_AS == run ]]; then
         # With MODE=job the checkpoint is written on the cluster; it is visible here on shared storage only.
         if [[ -f $save_dir/config.json ]]; then
             touch "$save_dir/$DONE_MARKER"
+            printf 'pipeline: stage %d (%s) finished in %d s; checkpoint: %s\n' "$((i + 1))" "$stage" \
+                "$((SECONDS - started))" "$save_dir" >&2
         elif [[ $MODE == local ]]; then
             die "stage $stage ended without a Hugging Face checkpoint in $save_dir"
         fi

@@ -80,6 +80,7 @@ def test_every_recipe_preset_mode_and_pipeline_passes():
     expected_commands = 0
     for recipe in recipes.values():
         combos = len(recipe.axes.get("PRESET", ())) * len(recipe.axes.get("MODE", ("local",)))
+        combos *= len(recipe.axes.get("ACT_SWAP_CONSISTENCY", ("0",)))
         per_run = sum(len(s.split(",")) for s in recipe.axes["STAGES"]) if "STAGES" in recipe.axes else 1
         expected_commands += combos * per_run
     assert report.commands == expected_commands
@@ -254,7 +255,7 @@ def test_openrlhf_main_block_only_parses(tmp_path):
     """Checking imports no heavy module and starts nothing: train() and every non-stdlib import are stand-ins."""
     code = (
         "import sys; from openrlhf_act.recipe_check import check_recipes;"
-        "env = {'PATH': sys.argv[1], 'MODE': 'local'};"
+        "env = {'PATH': sys.argv[1], 'MODE': 'local', 'ACT_SWAP_CONSISTENCY': '0'};"
         "r = check_recipes(['recipes/act.sh', 'recipes/il.sh'], presets=['small'], environ=env);"
         "heavy = [m for m in ('ray', 'torch', 'deepspeed', 'vllm', 'transformers', 'openrlhf') if m in sys.modules];"
         "print(len(r.errors), r.commands, ','.join(heavy))"

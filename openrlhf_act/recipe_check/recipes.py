@@ -104,16 +104,20 @@ def recipe_shell_vars() -> str:
     """Shell assignments the recipes ``eval`` (``openrlhf-act recipe vars``): what the installed plugin
     knows, from its registry, so recipes and registry cannot drift apart."""
     from openrlhf_act import __version__
+    from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
     from openrlhf_act.registry import DATA_KINDS, rewards
 
     q = shlex.quote
     files = " ".join(f"[{q(name)}]={q(spec.entry_file)}" for name, spec in sorted(rewards().items()) if spec.entry_file)
     flags = " ".join(f"[{q(name)}]={q(' '.join(kind.flags))}" for name, kind in DATA_KINDS.items())
     package_dir = Path(__file__).resolve().parents[1]  # openrlhf_act/, not this subpackage
+    # Defaults only: the recipe keeps what the user set, and prepends to the user's PYTHONPATH itself.
+    cpu_env = " ".join(f"[{name}]={q(value)}" for name, value in cpu_environment({}).items())
     return "\n".join(
         [
             f"ACT_VERSION={q(__version__)}",
             f"ACT_PACKAGE_DIR={q(str(package_dir))}",
+            f"declare -gA ACT_CPU_ENV=({cpu_env})",
             f"declare -gA ACT_REWARD_FILES=({files})",
             f"declare -gA ACT_DATA_FLAGS=({flags})",
         ]

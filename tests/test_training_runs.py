@@ -1,0 +1,234 @@
+"""Every recipe runs for real: OpenRLHF's own trainers (train_ppo_ray, train_sft, train_dpo) on CPU with the
+tiny model, through the recipes' PRESET=cpu and a private loopback Ray head with fake GPU resources.
+
+Each run trains at least 2 steps; assertions read what OpenRLHF itself logged (tensorboard scalars: our
+rewards' extra_logs arrive as train/<key>, the eval split as eval/...) and load the checkpoints it saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from openrlhf_act.devtools.tensorboard_logs import read_scalars
+from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
+
+pytestmark = [pytest.mark.slow, requires_openrlhf, requires_vllm, requires_scienceworld]
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+CLI = [sys.executable, "-m", "openrlhf_act"]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Tiny model, ACT data with every export, and one Ray head shared by this module's runs."""
+    from openrlhf_act.devtools.local_ray import LocalRayHead
+    from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
+    from openrlhf_act.devtools.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("training")
+    model = build_tiny_model(root / "tiny-model")
+    data = root / "data"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # Built once per CI run (about 2 minutes), shared by every DeepSpeed process of this run.
+    env["TORCH_EXTENSIONS_DIR"] = str(root / "torch_extensions")
+    collect = ["--tasks", "find-plant,find-living-thing", "--variations", "train:5", "--seed", "1"]
+    subprocess.run([*CLI, "data", "build", "--out", str(data / "act"), *collect], env=env, check=True)
+    for kind in ("sft", "next_action", "dpo", "sft_choice", "online_env"):
+        subprocess.run(
+            [*CLI, "data", "export", "--kind", kind, "--build", str(data / "act"), "--out", str(data / kind)],
+            env=env,
+            check=True,
+        )
+    env.update(cpu_environment(env))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    with LocalRayHead(root / "ray.log", env=env) as head:
+        env.update(RAY_ADDRESS=head.address, PRESET="cpu", MODEL=str(model), DATA_DIR=str(data))
+        yield {"root": root, "model": model, "data": data, "env": env, "head": head}
+
+
+def run_recipe(ws, recipe: str, out: Path, **settings: str) -> str:
+    """Run a recipe to the end; returns its output (printed on failure)."""
+    env = {**ws["env"], "OUTPUT_DIR": str(out), **settings}
+    done = subprocess.run(["bash", str(RECIPES / recipe)], env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{recipe} failed:\n{output[-6000:]}"
+    return output
+
+
+def assert_trained(logged: dict, keys, *, prefix: str = "train/", steps: int = 2) -> None:
+    missing = [key for key in keys if prefix + key not in logged]
+    assert not missing, f"not logged by OpenRLHF: {missing}; logged: {sorted(logged)}"
+    for key in keys:
+        assert len({step for step, _ in logged[prefix + key]}) >= steps, (key, logged[prefix + key])
+
+
+def assert_loads_in_transformers(checkpoint: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    ids = tokenizer("Action: look around", return_tensors="pt").input_ids
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape[-1] >= len(tokenizer) and torch.isfinite(logits).all()
+
+
+VLLM_LOAD = """
+import sys
+from vllm import LLM, SamplingParams
+if __name__ == "__main__":
+    for path in sys.argv[1:]:
+        llm = LLM(model=path, enforce_eager=True, max_model_len=512, enable_chunked_prefill=False)
+        out = llm.generate(["Action:"], SamplingParams(max_tokens=4, temperature=0))
+        assert len(out[0].outputs[0].token_ids) >= 1, path
+        print("CHECKPOINT-LOADED", path, flush=True)
+        del llm
+"""
+
+
+def assert_load_in_vllm(tmp_path: Path, checkpoints: list[Path]) -> None:
+    script = tmp_path / "vllm_load.py"
+    script.write_text(VLLM_LOAD)
+    env = {k: v for k, v in os.environ.items() if k != "OPENRLHF_ACT_CPU_SHIM"}
+    done = subprocess.run(
+        [sys.executable, str(script), *map(str, checkpoints)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("CHECKPOINT-LOADED ") == len(checkpoints)
+
+
+def test_act_il_rl_pipeline_through_openrlhf_trainers(workspace, tmp_path):
+    from openrlhf_act.rewards import judgment, next_action
+
+    pipeline = tmp_path / "runs" / "act-il-rl"
+    output = run_recipe(workspace, "pipeline.sh", tmp_path / "runs", STAGES="act,il,rl", PIPELINE_DIR=str(pipeline))
+    stages = [pipeline / "1-act", pipeline / "2-il", pipeline / "3-rl"]
+    for folder in stages:
+        assert (folder / "config.json").is_file() and (folder / ".openrlhf_act_stage_done").is_file(), output[-3000:]
+        assert (Path(f"{folder}.log")).is_file()
+    # Each stage started from the previous stage's checkpoint.
+    assert f"--model.model_name_or_path {stages[0]}" in output
+    assert f"--actor.model_name_or_path {stages[1]}" in output
+
+    act = read_scalars(stages[0])
+    assert_trained(act, judgment.LOG_KEYS)
+    assert "eval/eval_scienceworld_pass1" in act, sorted(act)
+    assert all(value == 0 for _, value in act["train/label_error"])
+    assert_trained(read_scalars(stages[1]), ["gpt_loss"])
+    rl = read_scalars(stages[2])
+    assert_trained(rl, next_action.LOG_KEYS)
+    assert "eval/eval_scienceworld_pass1" in rl, sorted(rl)
+
+    for folder in stages:
+        assert_loads_in_transformers(folder)
+    # train_sft's checkpoint (il) was loaded by the rl stage's vLLM engine; train_ppo_ray's are loaded here.
+    assert f"model='{stages[1]}'" in Path(f"{stages[2]}.log").read_text()
+    assert_load_in_vllm(tmp_path, [stages[0], stages[2]])
+
+
+def test_a_pipeline_killed_in_its_second_stage_resumes(workspace, tmp_path):
+    """dpo then sft_choice (each from the previous checkpoint); killed during sft_choice after its first
+    checkpoint, rerun: dpo is skipped, sft_choice resumes from its checkpoint and finishes."""
+    from openrlhf_act.devtools.processes import session_pids, stop_pids
+
+    pipeline = tmp_path / "runs" / "dpo-sft_choice"
+    settings = {"STAGES": "dpo,sft_choice", "PIPELINE_DIR": str(pipeline), "OUTPUT_DIR": str(tmp_path / "runs")}
+    env = {**workspace["env"], **settings, "MAX_SAMPLES": "8"}
+    first = subprocess.Popen(
+        ["bash", str(RECIPES / "pipeline.sh")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    ckpt = pipeline / "2-sft_choice" / "ckpt"
+    deadline = time.monotonic() + 900
+    while not list(ckpt.glob("*/latest")) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert first.poll() is None, f"the pipeline ended before it could be killed; see {pipeline}"
+    stop_pids(lambda: session_pids(first.pid), grace=5)
+    first.wait()
+    assert not (pipeline / "2-sft_choice" / ".openrlhf_act_stage_done").exists()
+
+    done = subprocess.run(["bash", str(RECIPES / "pipeline.sh")], env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert "stage 1 (dpo) already finished" in output
+    assert "Loaded the checkpoint" in output, output[-3000:]
+    assert (pipeline / "2-sft_choice" / ".openrlhf_act_stage_done").is_file()
+    dpo = read_scalars(pipeline / "1-dpo")
+    assert_trained(dpo, ["loss", "acc"])
+    assert_trained(read_scalars(pipeline / "2-sft_choice"), ["gpt_loss"])
+    assert f"--model.model_name_or_path {pipeline / '1-dpo'}" in Path(f"{pipeline / '2-sft_choice'}.log").read_text()
+    for folder in (pipeline / "1-dpo", pipeline / "2-sft_choice"):
+        assert_loads_in_transformers(folder)
+    assert_load_in_vllm(tmp_path, [pipeline / "1-dpo"])
+
+
+USER_REWARD = """
+import torch
+
+def reward_func(queries, prompts, labels):
+    # a user's own reward: 1 when the response is short, with one log key of its own
+    text = queries[0][len(prompts[0]):]
+    value = 1.0 if len(text) < 80 else 0.0
+    return {"rewards": torch.tensor(value), "scores": torch.tensor(value), "extra_logs": {"short": value}}
+"""
+
+
+def test_mixed_recipe_routes_act_rows_and_the_users_rows(workspace, tmp_path):
+    user_data = tmp_path / "user" / "train.jsonl"
+    user_data.parent.mkdir()
+    with open(user_data, "w") as out:
+        for i in range(8):
+            row = {"prompt": [{"role": "user", "content": f"Count to {i + 2}."}], "label": json.dumps({"n": i + 2})}
+            out.write(json.dumps(row) + "\n")
+    user_reward = tmp_path / "user" / "short_reward.py"
+    user_reward.write_text(USER_REWARD)
+    run_recipe(
+        workspace,
+        "mixed.sh",
+        tmp_path / "runs",
+        USER_PROMPT_DATA=str(user_data),
+        USER_REWARD=str(user_reward),
+        USER_LOG_KEYS="short",
+        ACT_FRACTION="0.5",
+        MAX_SAMPLES="8",
+        ROLLOUT_BATCH="4",
+        GROUP_SIZE="2",
+    )
+    logged = read_scalars(tmp_path / "runs" / "mixed")
+    assert_trained(logged, ["route_act", "route_user", "user_short", "act_accuracy", "user_error"])
+    routed = [value for _, value in logged["train/route_act"]] + [value for _, value in logged["train/route_user"]]
+    assert any(value > 0 for value in routed)
+    assert all(value == 0 for _, value in logged["train/user_error"])
+    assert "eval/eval_scienceworld_pass1" in logged
+
+
+def test_online_env_recipe_plays_live_scienceworld_in_the_grpo_loop(workspace, tmp_path):
+    run_recipe(workspace, "online_env.sh", tmp_path / "runs", OPENRLHF_ACT_ENV_POOL="1", GENERATE_MAX_LEN="96")
+    logged = read_scalars(tmp_path / "runs" / "online_env")
+    assert_trained(logged, ["env_score", "env_steps", "env_invalid_actions"])
+    assert max(value for _, value in logged["train/env_steps"]) >= 1
+
+
+def test_act_with_the_swap_consistency_executor(workspace, tmp_path):
+    from openrlhf_act.devtools.openrlhf_cpu import enable_flash_attn_stub
+    from openrlhf_act.rewards import judgment
+
+    enable_flash_attn_stub()  # the executor module imports OpenRLHF
+    from openrlhf_act.integrations.openrlhf.consistency_executor import SWAP_LOG_KEYS
+
+    run_recipe(workspace, "act.sh", tmp_path / "runs", ACT_SWAP_CONSISTENCY="1")
+    logged = read_scalars(tmp_path / "runs" / "act")
+    assert_trained(logged, [*judgment.LOG_KEYS, *SWAP_LOG_KEYS])
+    assert all(value == 1 for _, value in logged["train/swap_available"])
