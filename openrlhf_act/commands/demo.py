@@ -89,7 +89,6 @@ def _run(args: argparse.Namespace, out: Path, reporter: _Reporter) -> int:
     from openrlhf_act.devtools.local_ray import LocalRayHead, RayHeadError
     from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
     from openrlhf_act.devtools.processes import run_logged
-    from openrlhf_act.devtools.tiny_model import build_tiny_model
     from openrlhf_act.recipe_check import default_recipes_dir
 
     recipes = default_recipes_dir()
@@ -108,8 +107,9 @@ def _run(args: argparse.Namespace, out: Path, reporter: _Reporter) -> int:
         if status != 0:
             raise UsageError(f"step '{name}' failed (exit status {status}); see its log: {log}")
 
-    reporter.begin("model", "a tiny Qwen2 model and tokenizer, built offline")
-    model = build_tiny_model(out / "tiny-model")
+    model = out / "tiny-model"
+    step("model", "a tiny Qwen2 model and tokenizer, built offline",
+         [sys.executable, "-m", "openrlhf_act.devtools.tiny_model", str(model)])  # fmt: skip
 
     if not (data / "act" / "manifest.json").is_file():
         step(

@@ -70,22 +70,24 @@ class LocalRayHead:
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
             )
         self.address = f"127.0.0.1:{port}"
-        self._wait_until_up(ray, env)
+        try:
+            self._wait_until_up(ray, env)
+        except BaseException:  # Ctrl-C included: nothing of a half-started head stays behind
+            self.stop()
+            raise
         return self.address
 
     def _wait_until_up(self, ray: str, env: dict[str, str], timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                self.stop()
                 raise RayHeadError(f"the Ray head exited with status {self._process.returncode}; see {self.log_path}")
             probe = subprocess.run(
-                [ray, "status", f"--address={self.address}"], env=env, capture_output=True, timeout=60
+                [ray, "status", f"--address={self.address}"], env=env, capture_output=True, text=True, timeout=60
             )
-            if probe.returncode == 0:
+            if probe.returncode == 0 and "GPU" in probe.stdout:  # up, with its resources registered
                 return
             time.sleep(1.0)
-        self.stop()
         raise RayHeadError(f"the Ray head did not answer within {timeout:.0f} s; see {self.log_path}")
 
     def pids(self) -> list[int]:

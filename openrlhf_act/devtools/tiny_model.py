@@ -99,7 +99,7 @@ def build_tiny_model(
     return out
 
 
-if __name__ == "__main__":  # pragma: no cover - manual helper
+if __name__ == "__main__":  # python -m openrlhf_act.devtools.tiny_model DIR (the demo, PRESET=cpu)
     import sys
 
     print(build_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
