@@ -47,7 +47,8 @@ def write_task(data: Path, train: int, evaluation: int, seed: int = 0) -> None:
             messages = judgment_messages(state, candidates)
             label = JudgmentLabel(answer, candidates, expert, f"{task_id}#0", task_id, "synthetic", 0)
             act_rows.append({"prompt": messages, "label": encode_label(label), "datasource": "synthetic"})
-            format_rows.append({"prompt": messages, "response": verdict_response(rng.choice((1, 2)))})
+            verdict = verdict_response(rng.choice((1, 2)))
+            format_rows.append({"prompt": messages, "response": [{"role": "assistant", "content": verdict}]})
         for kind, rows in (("act", act_rows), ("sft_choice", format_rows)):
             (data / kind).mkdir(parents=True, exist_ok=True)
             (data / kind / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -108,7 +109,7 @@ def run(quick: bool) -> list[BenchResult]:
             "PRESET": "cpu",
             "DATA_DIR": str(data),
             "OUTPUT_DIR": str(runs),
-            "MAX_SAMPLES": "",
+            "MAX_SAMPLES": "all",
             "EVAL_STEPS": "-1",
         }
         with LocalRayHead(logs / "ray.log", env=env) as head:

@@ -157,9 +157,9 @@ setting EVAL_STEPS "$(by_preset 20 20 2)" "evaluate on the eval split every N st
 setting EVAL_SAMPLES "$(by_preset 4 4 1)" "responses per eval prompt (GRPO stages)"
 setting SAVE_STEPS "$(by_preset 50 50 1)" "save a resumable checkpoint every N steps (-1: only the final model); reruns resume from it"
 setting SEED 42 "training seed"
-setting MAX_SAMPLES "$(by_preset "" "" 4)" "use at most N rows of each training and eval file (--data.max_samples; empty: all)"
+setting MAX_SAMPLES "$(by_preset all all 4)" "use at most N rows of each training and eval file (--data.max_samples) | all"
 require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED
-[[ -z $MAX_SAMPLES ]] || require_int MAX_SAMPLES
+[[ $MAX_SAMPLES == all ]] || require_int MAX_SAMPLES
 
 setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (log in first or set WANDB_API_KEY) | none"
 require_choice LOGGER tensorboard wandb none
@@ -322,7 +322,7 @@ switch_flag() {
 }
 
 max_samples_args() {
-    if [[ -n $MAX_SAMPLES ]]; then
+    if [[ $MAX_SAMPLES != all ]]; then
         OPENRLHF_ARGS+=(--data.max_samples "$MAX_SAMPLES")
     fi
 }
