@@ -170,11 +170,6 @@ setting OPENRLHF_ACT_REWARD_PRESET paper "reward constants: paper (1 / 0 / -0.5 
 setting OPENRLHF_ACT_REWARD_CONFIG "" "JSON object overriding single reward constants, e.g. {\"malformed\": -1}; forwarded to the Ray workers"
 setting FORWARD_ENV "" "names of more environment variables to forward to the Ray workers (space-separated)"
 
-# PRESET=cpu: OpenRLHF's trainers on a machine without a GPU, through openrlhf_act/devtools/cpu_shim.py
-# (loaded in every process by a sitecustomize on PYTHONPATH, next to a pure-torch flash_attn stand-in).
-# The variables (ACT_CPU_ENV, from `openrlhf-act recipe vars`) must reach every process: they are
-# exported below and forwarded to the Ray workers. A value you set yourself is kept.
-
 # ---------------------------------------------------------------------------------------------
 # Printing and running commands.
 
@@ -225,14 +220,18 @@ if [[ -z ${OPENRLHF_ACT_RECIPE_VARS:-} ]]; then
     export OPENRLHF_ACT_RECIPE_VARS
 fi
 eval "$OPENRLHF_ACT_RECIPE_VARS"
+# PRESET=cpu: OpenRLHF's trainers on a machine without a GPU, through openrlhf_act/devtools/cpu_shim.py
+# (loaded in every process by a sitecustomize on PYTHONPATH, next to a pure-torch flash_attn stand-in).
+# These variables must reach every process: exported here, forwarded to the Ray workers by
+# build_runtime_env. A value you set yourself is kept; the PYTHONPATH entry is prepended to yours.
 CPU_ENV=("${!ACT_CPU_ENV[@]}")
 if [[ $PRESET == cpu ]]; then
-    for name in "${CPU_ENV[@]}"; do
-        if [[ $name == PYTHONPATH ]]; then
+    for cpu_var in "${CPU_ENV[@]}"; do
+        if [[ $cpu_var == PYTHONPATH ]]; then
             [[ :${PYTHONPATH:-}: == *":${ACT_CPU_ENV[PYTHONPATH]}:"* ]] ||
                 export PYTHONPATH=${ACT_CPU_ENV[PYTHONPATH]}${PYTHONPATH:+:$PYTHONPATH}
         else
-            export "$name=${!name:-${ACT_CPU_ENV[$name]}}"
+            export "$cpu_var=${!cpu_var:-${ACT_CPU_ENV[$cpu_var]}}"
         fi
     done
 fi

