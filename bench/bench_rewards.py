@@ -6,10 +6,14 @@
    loads it, on one realistic sample (ChatML judgment prompt, ~2 KB reasoning + verdict, JSON label):
    p50 per call, and its ratio to one compiled ``re.search`` of the answer tag over the same response,
    both timed in this run. The note says where the reward's time goes.
-2. The HTTP service under 32 concurrent keep-alive clients (a separate load-generator process, aiohttp,
-   loopback only, bounded in requests and seconds): requests/s and p99 latency, side by side with
-   ``bench/reference_fastapi_app.py`` (FastAPI + uvicorn, same reward, same payload). Each server runs
-   one worker: the machine has 2 cores and the load generator needs the other one.
+   Locating the response in a 1 MB query that does not start with its prompt (a left-truncated or hostile
+   query): the full ``reward_func``, next to one C-speed scan of the same query.
+2. The HTTP service under 32 and 256 concurrent clients, keep-alive and with a new connection per request
+   (as OpenRLHF's client does), from a separate load-generator process (aiohttp, loopback only, bounded in
+   requests and seconds): requests/s and p99 latency, side by side with ``bench/reference_fastapi_app.py``
+   (FastAPI + uvicorn, same reward, same payload) and an aiohttp handler returning a constant (the floor);
+   then ours again while the load generator holds 500 idle connections. Each server runs one worker: the
+   machine has 2 cores and the load generator needs the other one.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import BenchResult, at_least, at_most, below, percentile
 
 REPO = Path(__file__).resolve().parents[1]
-CONCURRENCY = 32
 SERVER_WORKERS = 1
 START_TIMEOUT_S = 60.0
 ANSWER_TAG = re.compile(r"<answer\s*>(.*?)</answer\s*>", re.IGNORECASE | re.DOTALL)
@@ -106,6 +110,51 @@ def load_entry_reward_func(name: str = "act_judgment") -> Callable[..., dict]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.reward_func
+
+
+def bench_response_location(quick: bool) -> list[BenchResult]:
+    """A 1 MB query that does not start with its prompt and repeats the prompt's last characters all over
+    (once quadratic: about 15 s per MB); and the worst shape for the linear search, a 1 MB prompt ending in
+    a run of one character, cut on the left (handled by the border chain, in Python steps)."""
+    from openrlhf_act.rewards.batch import response_from_query
+
+    _, prompt, label, _ = realistic_sample()
+    reward_func = load_entry_reward_func()
+    tail = prompt[-64:]
+    hostile = "#" * 40 + tail * (2**20 // len(tail))  # a head no prompt suffix starts with
+    run_prompt = "Task: count." + "b" * 64 + "a" * 2**20
+    run_query = "#garbled head#" + run_prompt[12:] + "<answer>Action 1</answer><|im_end|>"
+    if reward_func([hostile], [prompt], [label])["extra_logs"]["malformed"] != 1.0:  # no response found
+        raise RuntimeError("the hostile query should get the malformed reward")
+    calls = 5 if quick else 20
+    timed = _best_p50_us(
+        {
+            "hostile": lambda: reward_func([hostile], [prompt], [label]),
+            "scan": lambda: hostile.find("<answer>"),
+            "run": lambda: response_from_query(run_query, run_prompt),
+        },
+        calls,
+        rounds=2,
+    )
+    ms = {name: value / 1000 for name, value in timed.items()}
+    return [
+        below(
+            "rewards: reward_func on a 1 MB mismatched query",
+            ms["hostile"],
+            50,
+            "ms",
+            f"{len(hostile) / 2**20:.1f} MB query repeating the prompt's last 64 characters; one str.find over it: "
+            f"{ms['scan']:.2f} ms (ratio {ms['hostile'] / max(ms['scan'], 1e-9):.1f}x)",
+        ),
+        BenchResult(
+            "rewards: response location, 1 MB left-truncated prompt ending in a 1 MB run",
+            ms["run"],
+            "ms",
+            "reference",
+            True,
+            "the border-chain path (linear, Python steps); OpenRLHF prompts are bounded by --data.max_len",
+        ),
+    ]
 
 
 def bench_reward_func(quick: bool) -> list[BenchResult]:
@@ -211,13 +260,38 @@ def _check_answer(url: str, body: bytes) -> None:
         raise RuntimeError(f"{url} answered {answer}")
 
 
-def _run_load(url: str, body_file: str, seconds: float, warmup_s: float, max_requests: int) -> dict:
+def _run_load(url: str, body_file: str, seconds: float, warmup_s: float, load: Load) -> dict:
     cmd = [sys.executable, "-m", "bench.bench_rewards", "loadgen", url, body_file]
-    cmd += ["--seconds", str(seconds), "--warmup", str(warmup_s), "--max-requests", str(max_requests)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds + warmup_s + 60, check=False)
+    cmd += [
+        "--seconds",
+        str(seconds),
+        "--warmup",
+        str(warmup_s),
+        "--max-requests",
+        str(int(20000 * (seconds + warmup_s))),
+    ]
+    cmd += ["--concurrency", str(load.clients), "--idle", str(load.idle)] + (
+        ["--new-connection"] if load.new_connection else []
+    )
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds + warmup_s + 90, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout)
+
+
+@dataclass(frozen=True)
+class Load:
+    clients: int
+    new_connection: bool
+    idle: int = 0
+
+    def __str__(self) -> str:
+        mode = "new connection per request" if self.new_connection else "keep-alive"
+        return f"{self.clients} clients, {mode}" + (f", {self.idle} idle connections held" if self.idle else "")
+
+
+LOADS = [Load(c, new) for new in (False, True) for c in (32, 256)]
+IDLE_CONNECTIONS = 500
 
 
 def _servers(port: int) -> dict[str, list[str]]:
@@ -232,90 +306,119 @@ def _servers(port: int) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def _measure(cmd: list[str], port: int, body: bytes, body_file: str, seconds: float, warmup_s: float) -> dict:
-    """One server under load: throughput, latency percentiles, and the server's CPU per request."""
+def _measure(cmd: list[str], port: int, body: bytes, body_file: str, loads: list[Load], seconds: float,
+             warmup_s: float) -> dict[Load, dict]:  # fmt: skip
+    """One server, started once, under each load: throughput, latency percentiles, server CPU per request."""
     url = f"http://127.0.0.1:{port}/get_reward"
     proc = _start(cmd, port)
+    results = {}
     try:
         _check_answer(url, body)
-        cpu_before = _cpu_seconds(proc.pid)
-        load = _run_load(url, body_file, seconds, warmup_s, max_requests=int(20000 * (seconds + warmup_s)))
-        cpu_s = _cpu_seconds(proc.pid) - cpu_before
+        for load in loads:
+            cpu_before = _cpu_seconds(proc.pid)
+            run = _run_load(url, body_file, seconds, warmup_s, load)
+            cpu_s = _cpu_seconds(proc.pid) - cpu_before
+            latencies = run["latencies_ms"]
+            results[load] = {
+                "rps": len(latencies) / run["window_s"],
+                "p50": percentile(latencies, 50),
+                "p99": percentile(latencies, 99),
+                "timed": len(latencies),
+                "errors": run["errors"],
+                "idle_held": run["idle_held"],
+                "cpu_us": cpu_s / max(run["requests_sent"], 1) * 1e6,
+            }
     finally:
         _stop(proc)
-    latencies = load["latencies_ms"]
-    return {
-        "rps": len(latencies) / load["window_s"],
-        "p50": percentile(latencies, 50),
-        "p99": percentile(latencies, 99),
-        "timed": len(latencies),
-        "errors": load["errors"],
-        "cpu_us": cpu_s / max(load["requests_sent"], 1) * 1e6,
-    }
+    return results
+
+
+def _detail(run: dict) -> str:
+    return (
+        f"p50 {run['p50']:.2f} ms, p99 {run['p99']:.1f} ms, {run['errors']} errors, {run['timed']} timed; "
+        f"server CPU {run['cpu_us']:.0f} us/request"
+    )
 
 
 def bench_http(quick: bool) -> list[BenchResult]:
     query, prompt, label, _ = realistic_sample()
     body = json.dumps({"query": [query], "prompts": [prompt], "labels": [label]}).encode()
     seconds, warmup_s, rounds = (2.0, 0.5, 1) if quick else (5.0, 1.0, 2)
-    best: dict[str, dict] = {}
+    idle_loads = [Load(load.clients, load.new_connection, IDLE_CONNECTIONS) for load in LOADS]
+    best: dict[tuple[str, Load], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         body_file = str(Path(tmp) / "body.json")
         Path(body_file).write_bytes(body)
         for _ in range(rounds):  # alternate the servers so all see the same background load
             for name, cmd in _servers(port := _free_port()).items():
-                load = _measure(cmd, port, body, body_file, seconds, warmup_s)
-                if name not in best or load["rps"] > best[name]["rps"]:
-                    best[name] = load
-    ours, ref, floor = best["ours"], best["FastAPI"], best["floor"]
+                loads = LOADS + idle_loads if name == "ours" else LOADS
+                for load, run in _measure(cmd, port, body, body_file, loads, seconds, warmup_s).items():
+                    if (name, load) not in best or run["rps"] > best[name, load]["rps"]:
+                        best[name, load] = run
     setup = (
-        f"{CONCURRENCY} keep-alive clients, {SERVER_WORKERS} server worker (2 cores: the load generator needs the "
-        f"other), {len(body)} B requests, best of {rounds} x {seconds:g} s"
+        f"{SERVER_WORKERS} server worker (2 cores: the load generator needs the other), {len(body)} B requests, "
+        f"best of {rounds} x {seconds:g} s"
     )
-
-    def detail(load: dict) -> str:
-        return (
-            f"p50 {load['p50']:.2f} ms, p99 {load['p99']:.1f} ms, {load['errors']} errors, {load['timed']} timed; "
-            f"server CPU {load['cpu_us']:.0f} us/request"
-        )
 
     def info(name: str, value: float, unit: str, note: str) -> BenchResult:
         return BenchResult(name, value, unit, "reference", True, note)
 
-    return [
-        at_least("rewards: http req/s (ours, aiohttp)", ours["rps"], 2000, "req/s", f"{setup}; {detail(ours)}"),
-        below("rewards: http p99 latency (ours)", ours["p99"], 50, "ms", detail(ours)),
-        info("rewards: http req/s (FastAPI reference)", ref["rps"], "req/s", detail(ref)),
-        info("rewards: http req/s ours / FastAPI", ours["rps"] / ref["rps"], "x", "same run"),
-        info("rewards: http server CPU/req ours / FastAPI", ours["cpu_us"] / ref["cpu_us"], "x", "lower is better"),
-        info(
-            "rewards: http req/s ours / aiohttp floor",
-            ours["rps"] / floor["rps"],
-            "x",
-            f"floor: aiohttp handler returning a constant, no reward, same load: {floor['rps']:.0f} req/s, "
-            f"{detail(floor)}; what this machine allows any aiohttp service",
-        ),
-    ]
+    results = []
+    for load in LOADS:
+        ours, ref, floor = best["ours", load], best["FastAPI", load], best["floor", load]
+        held = best["ours", Load(load.clients, load.new_connection, IDLE_CONNECTIONS)]
+        results += [
+            info(f"rewards: http req/s, {load} (ours)", ours["rps"], "req/s", f"{setup}; {_detail(ours)}"),
+            info(f"rewards: http req/s, {load}: FastAPI", ref["rps"], "req/s", _detail(ref)),
+            info(
+                f"rewards: http req/s, {load}: aiohttp floor",
+                floor["rps"],
+                "req/s",
+                f"constant answer; {_detail(floor)}",
+            ),
+            info(f"rewards: http req/s ours / FastAPI, {load}", ours["rps"] / ref["rps"], "x", "same run"),
+            info(f"rewards: http req/s ours / floor, {load}", ours["rps"] / floor["rps"], "x", "same run"),
+            at_least(
+                f"rewards: http req/s with {IDLE_CONNECTIONS} idle connections / without, {load}",
+                held["rps"] / ours["rps"],
+                0.9,
+                "x",
+                f"{held['idle_held']} idle connections held open by the load generator; {_detail(held)}",
+            ),
+            below(
+                f"rewards: http p99 with {IDLE_CONNECTIONS} idle connections, {load}",
+                held["p99"],
+                50,
+                "ms",
+                _detail(held),
+            ),
+        ]
+    return results
 
 
 def run(quick: bool) -> list[BenchResult]:
-    return bench_reward_func(quick) + bench_http(quick)
+    return bench_reward_func(quick) + bench_response_location(quick) + bench_http(quick)
 
 
 # ---------------------------------------------------------------- load generator (its own process)
 
 
-async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float, max_requests: int) -> dict:
+async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float, max_requests: int,
+                         clients: int, new_connection: bool, idle: int) -> dict:  # fmt: skip
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     sent = 0
     clock = time.perf_counter
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    held = []
+    for _ in range(idle):  # connections that send nothing, held open for the whole run
+        held.append(await asyncio.open_connection(host, int(port)))
     measure_from = clock() + warmup_s
     stop_at = measure_from + seconds
     last_end = measure_from
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=clients, force_close=new_connection)
     headers = {"Content-Type": "application/json"}
 
     async def client(session: aiohttp.ClientSession) -> None:
@@ -340,25 +443,37 @@ async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float,
                     errors += 1
 
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        await asyncio.gather(*(client(session) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    still_open = sum(not reader.at_eof() for reader, _ in held)
+    for _, writer in held:
+        writer.close()
     window_s = max(last_end - measure_from, 1e-9)
-    return {"latencies_ms": latencies, "errors": errors, "window_s": window_s, "requests_sent": sent}
+    return {"latencies_ms": latencies, "errors": errors, "window_s": window_s, "requests_sent": sent,
+            "idle_held": still_open}  # fmt: skip
 
 
 def _loadgen_main(argv: list[str]) -> int:
+    import resource
+
     parser = argparse.ArgumentParser(description="bounded loopback load generator for bench_rewards")
     parser.add_argument("url")
     parser.add_argument("body_file")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--max-requests", type=int, required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--new-connection", action="store_true", help="a new connection per request")
+    parser.add_argument("--idle", type=int, default=0, help="idle connections to hold open meanwhile")
     args = parser.parse_args(argv)
     if not args.url.startswith(("http://127.0.0.1:", "http://localhost:")):
         parser.error("the load generator targets loopback only")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     body = Path(args.body_file).read_bytes()
     loop = _new_loop()
     try:
-        result = loop.run_until_complete(_generate_load(args.url, body, args.seconds, args.warmup, args.max_requests))
+        load = (args.max_requests, args.concurrency, args.new_connection, args.idle)
+        result = loop.run_until_complete(_generate_load(args.url, body, args.seconds, args.warmup, *load))
     finally:
         loop.close()
     json.dump(result, sys.stdout)

@@ -5,9 +5,10 @@ OpenRLHF (``--reward.remote_url http://host:port/get_reward``) POSTs ``{"query":
 (``openrlhf/utils/agent.py``, ``SingleTurnAgentExecutor._fetch_rewards_via_http``). Serving the
 reward over HTTP keeps the rollout actors free of our package and lets one service score several runs.
 
-The reward is computed inline in the event loop: it takes microseconds, so a thread pool would cost
-more than it saves. ``--workers N`` forks N processes that share the port (SO_REUSEPORT); the parent
-only supervises them.
+Small requests (OpenRLHF sends one sample each) are scored inline in the event loop: the reward takes
+microseconds. Large bodies are parsed and scored in a worker thread, so ``/health`` and other clients keep
+being answered. Connections are bounded and timed (:mod:`openrlhf_act.server_connections`); ``--workers N``
+forks N processes that share the port (:mod:`openrlhf_act.server_workers`).
 """
 
 from __future__ import annotations
@@ -17,33 +18,34 @@ import base64
 import binascii
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
-import multiprocessing
 import os
 import signal
-import sys
-import time
+import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from openrlhf_act import __version__
 from openrlhf_act.registry import RewardSpec
-from openrlhf_act.rewards.base import STATS
+from openrlhf_act.rewards.base import REPEATS, STATS
 from openrlhf_act.rewards.batch import as_openrlhf_dict
 from openrlhf_act.rewards.config import RewardConfig
+from openrlhf_act.server_connections import BodyBudget, ConnectionGuard
 
 logger = logging.getLogger("openrlhf_act.server")
 
 TOKEN_ENV = "OPENRLHF_ACT_SERVE_TOKEN"
 REWARD_PATHS = ("/get_reward", "/")
 HEALTH_PATH = "/health"
-# In-flight requests get this long to finish after SIGTERM/SIGINT (the reward itself takes microseconds;
-# what can be slow is a client still sending its body).
-SHUTDOWN_GRACE_S = 30.0
-WORKER_START_TIMEOUT_S = 60.0
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Bodies above this size are parsed and scored off the event loop.
+INLINE_BODY_BYTES = 64 * 2**10
+# After the shutdown grace, aiohttp gets this long to close the connections still open.
+CLOSE_S = 1.0
 
 
 class ServeError(RuntimeError):
@@ -56,7 +58,9 @@ class BadRequest(ValueError):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """Everything a worker needs; built once by the command, shared by forked workers."""
+    """Everything a worker needs; built once by the command, shared by forked workers.
+
+    Defaults are documented in docs/serving.md (and by ``serve-reward --help``)."""
 
     spec: RewardSpec
     config: RewardConfig
@@ -65,6 +69,12 @@ class ServeOptions:
     workers: int = 1
     token: str | None = None
     max_request_bytes: int = 16 * 2**20
+    max_buffered_bytes: int = 256 * 2**20
+    max_connections: int = 1024
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 15.0
+    shutdown_grace_s: float = 10.0
 
 
 def parse_batch(body: bytes) -> tuple[list[Any], list[Any] | None, list[Any] | None]:
@@ -73,6 +83,8 @@ def parse_batch(body: bytes) -> tuple[list[Any], list[Any] | None, list[Any] | N
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest(f'body must be a JSON object {{"query": [...], ...}}, got {type(data).__name__}')
     queries = data.get("query")
@@ -117,17 +129,35 @@ def token_matches(header: str | None, token: bytes) -> bool:
 class Traffic:
     """Per-process request counters; ``inflight`` lets shutdown wait for handlers still running."""
 
-    __slots__ = ("inflight", "rejected", "requests", "samples")
+    __slots__ = ("disconnects", "inflight", "rejected", "requests", "samples", "timeouts")
 
     def __init__(self) -> None:
-        self.inflight = self.requests = self.samples = self.rejected = 0
+        self.inflight = self.requests = self.samples = self.rejected = self.timeouts = self.disconnects = 0
 
     def snapshot(self) -> dict[str, int]:
-        return {"requests": self.requests, "samples": self.samples, "rejected": self.rejected}
+        return {
+            "requests": self.requests,
+            "samples": self.samples,
+            "rejected": self.rejected,
+            "timeouts": self.timeouts,
+            "disconnects": self.disconnects,
+        }
 
 
-def build_app(options: ServeOptions, traffic: Traffic | None = None) -> Any:
-    """The aiohttp application: ``POST /get_reward`` (alias ``POST /``) and ``GET /health``."""
+class _Disconnected(Exception):
+    """The client went away while sending its body."""
+
+
+def build_app(
+    options: ServeOptions,
+    traffic: Traffic | None = None,
+    guard: ConnectionGuard | None = None,
+    scorer: ThreadPoolExecutor | None = None,
+) -> Any:
+    """The aiohttp application: ``POST /get_reward`` (alias ``POST /``) and ``GET /health``.
+
+    ``guard`` (the connection guard of the listening socket) learns when a request's headers are in;
+    ``scorer`` is the thread that parses and scores large bodies (inline when ``None``)."""
     from aiohttp import web
 
     spec, config = options.spec, options.config
@@ -135,6 +165,7 @@ def build_app(options: ServeOptions, traffic: Traffic | None = None) -> Any:
     token = options.token.encode() if options.token else None
     limit_mb = options.max_request_bytes / 2**20
     traffic = traffic if traffic is not None else Traffic()
+    budget = BodyBudget(options.max_buffered_bytes)
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def error(status: int, message: str, **headers: str) -> web.Response:
@@ -143,29 +174,69 @@ def build_app(options: ServeOptions, traffic: Traffic | None = None) -> Any:
         body = dumps({"error": message}).encode()
         return web.Response(status=status, body=body, headers=headers, content_type="application/json")
 
+    def parse_and_score(body: bytes) -> bytes:
+        queries, prompts, labels = parse_batch(body)
+        results = spec.score(queries, prompts, labels, config)
+        traffic.samples += len(results)
+        return dumps(as_openrlhf_dict(results, keys, scalar=False)).encode()
+
+    async def read_body(request: web.Request) -> bytes:
+        try:
+            return await asyncio.wait_for(request.read(), options.body_timeout_s)
+        except ConnectionError as exc:  # aiohttp: "Connection lost" when the peer vanishes mid-body
+            raise _Disconnected(exc) from None
+
     async def score(request: web.Request) -> web.Response:
         if token is not None and not token_matches(request.headers.get("Authorization"), token):
             return error(401, "missing or wrong token", **{"WWW-Authenticate": "Bearer"})
+        declared = request.content_length
+        if declared is not None and declared > options.max_request_bytes:
+            return error(413, f"request body exceeds {limit_mb:g} MB (--max-request-mb)")
+        reserved = declared if declared is not None else options.max_request_bytes
+        if not budget.take(reserved):
+            return error(
+                503, "busy: too many request bytes being received (--max-buffer-mb); retry", **{"Retry-After": "1"}
+            )
         try:
-            body = await request.read()
+            body = await read_body(request)
         except web.HTTPRequestEntityTooLarge:
             return error(413, f"request body exceeds {limit_mb:g} MB (--max-request-mb)")
+        except asyncio.TimeoutError:  # TimeoutError from Python 3.11 on
+            traffic.timeouts += 1
+            response = error(408, f"request body not received within {options.body_timeout_s:g} s (--body-timeout)")
+            # Answer, then close: neither wait for the rest of the body (aiohttp would, up to 10 s) nor read it
+            # as a next request.
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        except _Disconnected as exc:
+            traffic.disconnects += 1
+            logger.info("client %s disconnected while sending its request (%s)", request.remote, exc)
+            return error(400, "client disconnected")
+        finally:
+            budget.give(reserved)
         try:
-            queries, prompts, labels = parse_batch(body)
+            if scorer is not None and len(body) > INLINE_BODY_BYTES:
+                payload = await asyncio.get_running_loop().run_in_executor(scorer, parse_and_score, body)
+            else:
+                payload = parse_and_score(body)
         except BadRequest as exc:
             return error(400, str(exc))
-        results = spec.score(queries, prompts, labels, config)
         traffic.requests += 1
-        traffic.samples += len(results)
-        payload = dumps(as_openrlhf_dict(results, keys, scalar=False)).encode()
         return web.Response(body=payload, content_type="application/json")
 
     async def get_reward(request: web.Request) -> web.Response:
         traffic.inflight += 1
+        if guard is not None:
+            guard.request_started(request.protocol)
         try:
             return await score(request)
         finally:
             traffic.inflight -= 1
+            if guard is not None:
+                guard.request_finished(request.protocol)
 
     async def health(request: web.Request) -> web.Response:
         payload = {
@@ -176,6 +247,7 @@ def build_app(options: ServeOptions, traffic: Traffic | None = None) -> Any:
             "stats": STATS.snapshot(),
             "pid": os.getpid(),
             "counters": traffic.snapshot(),
+            "connections": len(guard.open) if guard is not None else None,
         }
         return web.Response(body=dumps(payload).encode(), content_type="application/json")
 
@@ -186,42 +258,94 @@ def build_app(options: ServeOptions, traffic: Traffic | None = None) -> Any:
     return app
 
 
-def reward_url(host: str, port: int) -> str:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def reward_url(host: str, port: int, *, token: bool = False) -> str:
+    """The URL to give OpenRLHF: a wildcard address is replaced by this machine's name, and a token
+    becomes the credential placeholder OpenRLHF's client turns into Basic auth."""
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{REWARD_PATHS[0]}"
+    credentials = "act:<token>@" if token else ""
+    return f"http://{credentials}{shown}:{port}{REWARD_PATHS[0]}"
 
 
-async def _serve_until_signal(options: ServeOptions, on_ready: Callable[[int], None]) -> None:
-    """Listen, call ``on_ready(port)``, then serve until SIGTERM/SIGINT; finish in-flight requests."""
+def announce(options: ServeOptions, port: int) -> None:
+    url = reward_url(options.host, port, token=bool(options.token))
+    lines = [f"openrlhf-act: serving reward {options.spec.name!r} with {options.workers} worker(s) on port {port}"]
+    if options.token:
+        lines.append("openrlhf-act: token required; in the URL below replace <token> with it (OpenRLHF sends it)")
+    if not is_loopback(options.host):
+        lines.append(
+            f"openrlhf-act: listening on {options.host}, reachable from other machines"
+            + ("" if options.token else "; WARNING: no --token, anyone who can reach this port can use the service")
+        )
+    lines.append(f"openrlhf-act: pass it to OpenRLHF as --reward.remote_url {url}")
+    print("\n".join(lines), flush=True)
+
+
+async def serve_until_signal(
+    options: ServeOptions, on_ready: Callable[[int], None], *, reuse_port: bool = False
+) -> None:
+    """Listen, call ``on_ready(port)``, serve until SIGTERM/SIGINT, then finish in-flight requests within
+    ``options.shutdown_grace_s`` (counted from the signal) and close everything within ``CLOSE_S`` more."""
     from aiohttp import web
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in _STOP_SIGNALS:
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     traffic = Traffic()
-    runner = web.AppRunner(build_app(options, traffic), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
-    await runner.setup()
+    scorer = ThreadPoolExecutor(1, thread_name_prefix="openrlhf-act-score")
+    runner = None
+    guard = None
     try:
-        site = web.TCPSite(runner, options.host, options.port, reuse_port=options.workers > 1)
+        # The guard is built before the app (the app reports request starts to it) and bound to aiohttp's
+        # protocol factory once the runner exists.
+        guard = ConnectionGuard(
+            lambda: runner.server(),
+            max_connections=options.max_connections,
+            header_timeout_s=options.header_timeout_s,
+        )
+        app = build_app(options, traffic, guard, scorer)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=CLOSE_S, keepalive_timeout=options.keepalive_timeout_s
+        )
+        await runner.setup()
         try:
-            await site.start()
+            listener = await loop.create_server(guard, options.host, options.port, reuse_port=reuse_port, backlog=1024)
         except OSError as exc:
             raise ServeError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from None
-        on_ready(runner.addresses[0][1])
-        await stop.wait()
+        on_ready(listener.sockets[0].getsockname()[1])
+        while not stop.is_set():  # the summaries of repeated warnings come out even when traffic stops
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), REPEATS.period_s)
+            REPEATS.flush()
+        deadline = loop.time() + options.shutdown_grace_s
         logger.info("worker %d: shutting down, finishing %d in-flight request(s)", os.getpid(), traffic.inflight)
-        await site.stop()  # refuse new connections
+        listener.close()  # refuse new connections
+        guard.close_idle()
         # aiohttp's own shutdown drops bytes still arriving on open connections, so a request whose
-        # body is half received would be lost: wait for running handlers first.
-        deadline = loop.time() + SHUTDOWN_GRACE_S
+        # body is half received would be lost: wait for running handlers first, up to the grace.
         while traffic.inflight and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        if traffic.inflight:
+            logger.warning("worker %d: %d request(s) cut off after the shutdown grace", os.getpid(), traffic.inflight)
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
+        scorer.shutdown(wait=False, cancel_futures=True)
+        REPEATS.flush()
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop when installed (as uvicorn does), else the stdlib loop."""
     try:
         import uvloop
@@ -230,24 +354,14 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _run_worker(options: ServeOptions, on_ready: Callable[[int], None]) -> None:
-    loop = _new_event_loop()
+def run_worker(options: ServeOptions, on_ready: Callable[[int], None], *, reuse_port: bool = False) -> None:
+    loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve_until_signal(options, on_ready))
+        loop.run_until_complete(serve_until_signal(options, on_ready, reuse_port=reuse_port))
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-
-
-def _announce(options: ServeOptions, port: int) -> None:
-    url = reward_url(options.host, port)
-    auth = " (token required: http://act:<token>@... or 'Authorization: Bearer <token>')" if options.token else ""
-    print(
-        f"openrlhf-act: serving reward {options.spec.name!r} with {options.workers} worker(s) on {url}{auth}\n"
-        f"openrlhf-act: pass it to OpenRLHF as --reward.remote_url {url}",
-        flush=True,
-    )
 
 
 def serve(options: ServeOptions) -> int:
@@ -255,109 +369,10 @@ def serve(options: ServeOptions) -> int:
     if options.workers < 1:
         raise ServeError("--workers must be at least 1")
     if options.workers == 1:
-        _run_worker(options, lambda port: _announce(options, port))
+        run_worker(options, lambda port: announce(options, port))
         return 0
     if options.port == 0:
         raise ServeError("--port 0 (any free port) works only with --workers 1: workers must share one port")
-    return _supervise(options)
+    from openrlhf_act.server_workers import supervise
 
-
-def _worker_main(options: ServeOptions, ready: Any) -> None:
-    """Entry of a forked worker: report readiness (or the start error) to the parent, then serve."""
-    for sig in _STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-    try:
-        _run_worker(options, lambda port: ready.put((os.getpid(), None)))
-    except ServeError as exc:
-        ready.put((os.getpid(), str(exc)))
-        sys.exit(1)
-
-
-def _supervise(options: ServeOptions) -> int:
-    """Fork the workers, forward SIGTERM/SIGINT to them by pid, report crashes, exit when all exit."""
-    from multiprocessing.connection import wait
-
-    ctx = multiprocessing.get_context("fork")  # workers inherit the loaded reward and config
-    ready = ctx.Queue()
-    workers: list[multiprocessing.process.BaseProcess] = []
-    stopping = False
-
-    def forward(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for worker in workers:
-            if worker.exitcode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in _STOP_SIGNALS}
-    try:
-        for _ in range(options.workers):
-            if stopping:
-                break
-            worker = ctx.Process(target=_worker_main, args=(options, ready), daemon=False)
-            # A signal must not reach a child before it drops the parent's handlers (it would forward it).
-            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-            try:
-                worker.start()
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-            workers.append(worker)
-        if _wait_ready(workers, ready, lambda: stopping):
-            _announce(options, options.port)
-        return _reap(workers, wait, lambda: stopping)
-    except BaseException:
-        forward(signal.SIGTERM, None)
-        for worker in workers:
-            worker.join(SHUTDOWN_GRACE_S)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        ready.close()
-
-
-def _wait_ready(workers: list, ready: Any, stopping: Callable[[], bool]) -> bool:
-    """Until every worker listens: ``True``; ``False`` when a stop signal came first."""
-    import queue
-
-    deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-    pending = {worker.pid for worker in workers}
-    while pending:
-        if stopping():
-            return False
-        try:
-            pid, problem = ready.get(timeout=0.1)
-        except queue.Empty:
-            for worker in workers:
-                if worker.pid in pending and worker.exitcode is not None:
-                    raise ServeError(f"worker {worker.pid} exited with code {worker.exitcode} before serving") from None
-            if time.monotonic() > deadline:
-                raise ServeError(f"workers did not start within {WORKER_START_TIMEOUT_S:g} s") from None
-            continue
-        if problem:
-            raise ServeError(f"worker {pid}: {problem}")
-        pending.discard(pid)
-    return True
-
-
-def _reap(workers: list, wait: Callable, stopping: Callable[[], bool]) -> int:
-    """Wait for every worker; a worker that exits on its own (no signal from us) is a crash."""
-    crashed = False
-    alive = {worker.sentinel: worker for worker in workers}
-    while alive:
-        for sentinel in wait(list(alive)):
-            worker = alive.pop(sentinel)
-            worker.join()
-            code = worker.exitcode
-            clean = code == 0 or (stopping() and code in (-signal.SIGTERM, -signal.SIGINT))
-            if not clean or not stopping():
-                crashed = True
-                logger.error(
-                    "worker %d exited with %s; %d worker(s) still serving",
-                    worker.pid,
-                    f"signal {-code}" if code is not None and code < 0 else f"code {code}",
-                    len(alive),
-                )
-    return 1 if crashed else 0
+    return supervise(options)

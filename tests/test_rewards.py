@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openrlhf_act.registry import DATA_KINDS, get_reward, rewards
 from openrlhf_act.rewards import judgment, next_action
-from openrlhf_act.rewards.base import STATS
+from openrlhf_act.rewards.base import REPEATS, STATS
 from openrlhf_act.rewards.batch import as_openrlhf_dict, looks_truncated, response_from_query
 from openrlhf_act.rewards.config import CONFIG_ENV, PRESET_ENV, RewardConfig, config_from_env, make_config
 from openrlhf_act.schema import JudgmentLabel, NextActionLabel, encode_label
@@ -97,6 +99,7 @@ def test_config_from_env():
     ],
 )
 def test_broken_label_is_a_counted_data_error(bad_label, caplog):
+    REPEATS.flush()  # a new period: this reason's first record is logged
     before = STATS.snapshot().get("act_judgment.label_error", 0)
     with caplog.at_level(logging.WARNING, logger="openrlhf_act.rewards"):
         result = judgment.judgment_reward("<answer>Action 1</answer>", bad_label, RewardConfig())
@@ -134,6 +137,98 @@ def test_response_from_query_handles_left_truncated_prompts():
     truncated_query = PROMPT[40:] + response  # OpenRLHF cut the prompt's head
     assert response_from_query(truncated_query, PROMPT) == response
     assert response_from_query("unrelated text", PROMPT) is None
+
+
+def reference_response_from_query(query: str, prompt: str) -> str | None:
+    """The definition, written the obvious (quadratic) way: the first place where the prompt's last 64
+    characters end in the query and the query's head from its 17th character on is a suffix of the prompt."""
+    if query.startswith(prompt):
+        return query[len(prompt) :]
+    if not prompt:
+        return query
+    tail = prompt[-64:]
+    for at in range(len(query) - len(tail) + 1):
+        end = at + len(tail)
+        if query[at:end] == tail and prompt.endswith(query[min(16, at) : end]):
+            return query[end:]
+    return None
+
+
+@st.composite
+def prompt_and_query(draw):
+    """Adversarial pairs: tiny alphabets, periodic prompts, queries cut from the prompt at any point,
+    with a garbled head, and responses that repeat the prompt's tail."""
+    alphabet = draw(st.sampled_from(["ab", "a", "abc", "xy<>|"]))
+    unit = draw(st.text(alphabet, min_size=1, max_size=6))
+    prompt = unit * draw(st.integers(0, 40)) + draw(st.text(alphabet, max_size=80))
+    cut = draw(st.integers(0, len(prompt)))
+    garbled = draw(st.text(alphabet, max_size=20))
+    response = draw(st.text(alphabet, max_size=120)) + (prompt[-70:] if draw(st.booleans()) else "")
+    query = draw(st.sampled_from([garbled + prompt[cut:] + response, prompt[cut:] + response, garbled + response]))
+    return prompt, query
+
+
+@settings(max_examples=1500, deadline=None)
+@given(prompt_and_query())
+def test_response_location_matches_its_definition_on_adversarial_pairs(pair):
+    prompt, query = pair
+    assert response_from_query(query, prompt) == reference_response_from_query(query, prompt)
+
+
+@pytest.mark.parametrize("text,head,at_least", [("a" * 300, "a" * 300, 65), ("ab" * 200, "ab" * 150 + "b", 65)])
+def test_the_budgeted_search_and_the_border_chain_agree(text, head, at_least):
+    from openrlhf_act.rewards.batch import _shortest_overlap_kmp, shortest_overlap
+
+    found = shortest_overlap(text, head, at_least)
+    assert found == _shortest_overlap_kmp(text, head[: len(text)], at_least)
+    assert found is None or text.endswith(head[:found])
+
+
+def test_response_location_on_a_long_run_of_near_matches():
+    """A left-truncated prompt ending in a long run of one character: every position of the run is a
+    candidate that fails only at its far end (quadratic for a candidate-by-candidate search, which the
+    budget hands to the border chain). ``python bench/run.py --only rewards`` times it."""
+    prompt = "Task: count." + "b" * 64 + "a" * 50_000
+    response = "<answer>Action 1</answer>"
+    query = "#garbled head#" + prompt[12:] + response
+    assert response_from_query(query, prompt) == response
+    assert response_from_query("#garbled head#" + "b" * 64 + "a" * 49_999 + "!", prompt) is None
+
+
+def test_a_million_broken_labels_log_one_example_and_a_count(caplog):
+    from openrlhf_act.rewards.batch import score_batch
+
+    REPEATS.flush()
+    n = 20_000
+    with caplog.at_level(logging.WARNING, logger="openrlhf_act.rewards"):
+        results = score_batch(judgment.judgment_reward, judgment.LOG_KEYS, [PROMPT + "x"] * n, [PROMPT] * n,
+                              ["{not json"] * n, RewardConfig(), "act_judgment")  # fmt: skip
+        assert all(r.logs["label_error"] == 1.0 for r in results)
+        assert len(caplog.records) == 1 and "unusable label" in caplog.records[0].getMessage()
+        REPEATS.flush()
+    summary = caplog.records[-1].getMessage()
+    assert len(caplog.records) == 2 and f"{n - 1} more like this" in summary and "unusable label" in summary
+
+
+def test_repeated_records_summarise_each_period_on_the_next_record():
+    from openrlhf_act.repeated_logs import RepeatedRecords
+
+    now = [0.0]
+    records = []
+    log = logging.getLogger("openrlhf_act.test_repeats")
+    log.propagate = False
+    handler = logging.Handler()
+    handler.emit = records.append
+    log.addHandler(handler)
+    log.addFilter(RepeatedRecords(period_s=60, clock=lambda: now[0]))
+    for i in range(5):
+        log.warning("bad row %d", i)
+    log.warning("another reason")
+    now[0] = 61.0
+    log.warning("bad row %d", 99)
+    assert [r.getMessage() for r in records][:2] == ["bad row 0", "another reason"]
+    assert "4 more like this in the last 61 s" in records[2].getMessage() and "bad row 1" in records[2].getMessage()
+    assert records[3].getMessage() == "bad row 99"  # a new period logs its first record again
 
 
 def test_truncation_detection_uses_the_template_end_marker():

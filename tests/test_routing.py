@@ -140,6 +140,9 @@ def test_router_sends_each_row_to_its_reward(user_rewards):
 
 
 def test_a_failing_user_reward_gives_zero_and_a_counter(user_rewards, caplog):
+    from openrlhf_act.rewards.base import REPEATS
+
+    REPEATS.flush()  # a new period: this reason's first record is logged
     router = routing.Router(user_rewards.failing, ())
     before = STATS.snapshot().get("routing.user_reward_error", 0)
     (result,) = router.score([PROMPT + "\\boxed{5}"], [PROMPT], ["5"], RewardConfig(label_error=-3.0))

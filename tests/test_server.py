@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import http.client
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,110 +24,11 @@ from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.schema import JudgmentLabel, State, encode_label
 from openrlhf_act.server import BadRequest, parse_batch, token_matches
 from tests.conftest import requires_openrlhf
+from tests.serve_support import Server, alive, child_pids, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 60.0
 CONFIG = RewardConfig()
-
-
-# ---------------------------------------------------------------- process helpers
-
-
-def _child_pids(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            children.append(int(entry))
-    return children
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """One ``serve-reward`` subprocess; output goes to files so no pipe can fill up."""
-
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None):
-        self.out = tmp_path / f"serve-{time.monotonic_ns()}.out"
-        self.err = self.out.with_suffix(".err")
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "openrlhf_act", "serve-reward", *args],
-                cwd=REPO,
-                stdout=out,
-                stderr=err,
-                env={**os.environ, **(env or {})},
-            )
-        self.url = ""
-        self.port = 0
-
-    def wait_ready(self) -> Server:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            for line in self.out.read_text().splitlines():
-                if "--reward.remote_url " in line:
-                    self.url = line.split("--reward.remote_url ", 1)[1].strip()
-                    self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-                    health = self.get("/health")
-                    assert health["status"] == "ok"
-                    return self
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}: {self.err.read_text()}")
-            time.sleep(0.05)
-        pytest.fail(f"server did not start: {self.err.read_text()}")
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
-            return json.loads(response.read())
-
-    def post(self, body: bytes, path: str = "/get_reward", headers: dict | None = None) -> tuple[int, dict]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        """SIGTERM by pid; SIGKILL the server and its workers (by pid) if it does not exit."""
-        if self.proc.poll() is not None:
-            return
-        children = _child_pids(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def start_server(tmp_path):
-    started: list[Server] = []
-
-    def start(*args: str, env: dict[str, str] | None = None, ready: bool = True) -> Server:
-        server = Server(tmp_path, *args, env=env)
-        started.append(server)
-        return server.wait_ready() if ready else server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +193,7 @@ def test_health_reports_reward_keys_and_counters(plain_server, samples):
         b'{"query": ["q1", "q2"], "prompts": ["p1"]}',
         b'{"query": ["q1"], "labels": ["l1", "l2"]}',
         b'{"query": []}',
+        b'{"query": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",  # nested deeper than the JSON parser goes
     ],
 )
 def test_malformed_requests_get_400_with_a_reason(plain_server, body):
@@ -328,8 +226,10 @@ def test_token_required_except_health(start_server, samples):
     status, answer = server.post(body, headers={"Authorization": "Bearer tok-123"})
     assert status == 200 and answer["rewards"] == expected
     assert server.get("/health")["status"] == "ok"
-    # OpenRLHF sends no headers, but aiohttp turns URL credentials into Basic auth.
-    url = server.url.replace("http://", "http://act:tok-123@")
+    # OpenRLHF sends no headers, but aiohttp turns URL credentials into Basic auth: the printed URL has
+    # the credential form with a placeholder (never the secret), which works once the token is put in.
+    assert "tok-123" not in server.out.read_text() and "act:<token>@" in server.url
+    url = server.url.replace("<token>", "tok-123")
     (answer,) = _openrlhf_fetch([url], queries, prompts, labels)
     assert answer["rewards"] == expected
 
@@ -375,36 +275,33 @@ def _pids_answering(server: Server, tries: int = 60) -> set[int]:
 @requires_openrlhf
 def test_two_workers_share_the_port_and_stop_on_sigterm(start_server, samples):
     queries, prompts, labels, expected = samples
-    server = start_server("--port", str(_free_port()), "--workers", "2")
-    workers = set(_child_pids(server.proc.pid))
+    server = start_server("--port", str(free_port()), "--workers", "2")
+    workers = set(child_pids(server.proc.pid))
     assert len(workers) == 2
     assert _pids_answering(server) == workers
     (answer,) = _openrlhf_fetch([server.url], queries, prompts, labels)
     assert answer["rewards"] == expected
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=30) == 0
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def test_crashed_worker_is_reported(start_server):
-    server = start_server("--port", str(_free_port()), "--workers", "2")
-    victim, survivor = sorted(_child_pids(server.proc.pid))
+def test_crashed_worker_is_reported_and_replaced(start_server):
+    server = start_server("--port", str(free_port()), "--workers", "2")
+    victim, survivor = sorted(child_pids(server.proc.pid))
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while f"worker {victim} exited with signal 9" not in server.err.read_text():
+    deadline = time.monotonic() + 15
+    while "started worker" not in server.err.read_text():
         assert time.monotonic() < deadline, server.err.read_text()
         time.sleep(0.05)
-    assert server.get("/health")["pid"] == survivor
+    assert f"worker {victim} exited with signal 9; started worker" in server.err.read_text()
+    workers = set(child_pids(server.proc.pid))
+    assert len(workers) == 2 and survivor in workers and victim not in workers
+    deadline = time.monotonic() + 15
+    while _pids_answering(server, tries=20) != workers:  # the replacement listens on the shared port
+        assert time.monotonic() < deadline
     server.proc.send_signal(signal.SIGTERM)
-    assert server.proc.wait(timeout=30) == 1
+    assert server.proc.wait(timeout=30) == 1  # a crash happened: the supervisor says so in its exit code
 
 
 def test_sigterm_finishes_the_request_in_flight(start_server, samples):

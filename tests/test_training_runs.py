@@ -19,7 +19,14 @@ import pytest
 from openrlhf_act.devtools.tensorboard_logs import read_scalars
 from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
 
-pytestmark = [pytest.mark.slow, requires_openrlhf, requires_vllm, requires_scienceworld]
+# One xdist worker runs these one after the other, next to the rest of the suite on the other worker.
+pytestmark = [
+    pytest.mark.slow,
+    requires_openrlhf,
+    requires_vllm,
+    requires_scienceworld,
+    pytest.mark.xdist_group("training"),
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -37,8 +44,9 @@ def workspace(tmp_path_factory):
     model = build_tiny_model(root / "tiny-model")
     data = root / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    # Built once per CI run (about 2 minutes), shared by every DeepSpeed process of this run.
-    env["TORCH_EXTENSIONS_DIR"] = str(root / "torch_extensions")
+    # DeepSpeed's CPU ops, compiled once (about 4 minutes) and shared by every DeepSpeed process of this
+    # run; .ci/run prebuilds them into its own folder while the quick tests run.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(root / "torch_extensions"))
     collect = ["--tasks", "find-plant,find-living-thing", "--variations", "train:5", "--seed", "1"]
     subprocess.run([*CLI, "data", "build", "--out", str(data / "act"), *collect], env=env, check=True)
     for kind in ("sft", "next_action", "dpo", "sft_choice", "online_env"):
@@ -107,10 +115,23 @@ def assert_load_in_vllm(tmp_path: Path, checkpoints: list[Path]) -> None:
 
 
 def test_act_il_rl_pipeline_through_openrlhf_trainers(workspace, tmp_path):
+    """The act stage runs with the swap-consistency executor (the act_judgment reward file runs through
+    train_ppo_ray in the mixed recipe's test), the rl stage with the next_action reward file."""
+    from openrlhf_act.devtools.openrlhf_cpu import enable_flash_attn_stub
     from openrlhf_act.rewards import judgment, next_action
 
+    enable_flash_attn_stub()  # the executor module imports OpenRLHF
+    from openrlhf_act.integrations.openrlhf.consistency_executor import SWAP_LOG_KEYS
+
     pipeline = tmp_path / "runs" / "act-il-rl"
-    output = run_recipe(workspace, "pipeline.sh", tmp_path / "runs", STAGES="act,il,rl", PIPELINE_DIR=str(pipeline))
+    output = run_recipe(
+        workspace,
+        "pipeline.sh",
+        tmp_path / "runs",
+        STAGES="act,il,rl",
+        PIPELINE_DIR=str(pipeline),
+        ACT_SWAP_CONSISTENCY="1",
+    )
     stages = [pipeline / "1-act", pipeline / "2-il", pipeline / "3-rl"]
     for folder in stages:
         assert (folder / "config.json").is_file() and (folder / ".openrlhf_act_stage_done").is_file(), output[-3000:]
@@ -120,7 +141,8 @@ def test_act_il_rl_pipeline_through_openrlhf_trainers(workspace, tmp_path):
     assert f"--actor.model_name_or_path {stages[1]}" in output
 
     act = read_scalars(stages[0])
-    assert_trained(act, judgment.LOG_KEYS)
+    assert_trained(act, [*judgment.LOG_KEYS, *SWAP_LOG_KEYS])
+    assert all(value == 1 for _, value in act["train/swap_available"])
     assert "eval/eval_scienceworld_pass1" in act, sorted(act)
     assert all(value == 0 for _, value in act["train/label_error"])
     assert_trained(read_scalars(stages[1]), ["gpt_loss"])
@@ -229,16 +251,3 @@ def test_online_env_recipe_plays_live_scienceworld_in_the_grpo_loop(workspace, t
     assert_trained(logged, ["env_score", "env_steps", "env_invalid_actions"])
     steps = [value for _, value in logged["train/env_steps"]]
     assert steps and all(1 <= value <= 3 for value in steps), steps
-
-
-def test_act_with_the_swap_consistency_executor(workspace, tmp_path):
-    from openrlhf_act.devtools.openrlhf_cpu import enable_flash_attn_stub
-    from openrlhf_act.rewards import judgment
-
-    enable_flash_attn_stub()  # the executor module imports OpenRLHF
-    from openrlhf_act.integrations.openrlhf.consistency_executor import SWAP_LOG_KEYS
-
-    run_recipe(workspace, "act.sh", tmp_path / "runs", ACT_SWAP_CONSISTENCY="1")
-    logged = read_scalars(tmp_path / "runs" / "act")
-    assert_trained(logged, [*judgment.LOG_KEYS, *SWAP_LOG_KEYS])
-    assert all(value == 1 for _, value in logged["train/swap_available"])

@@ -7,7 +7,12 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
+from openrlhf_act.repeated_logs import RepeatedRecords
+
 logger = logging.getLogger("openrlhf_act.rewards")
+# Per-sample warnings (broken labels, a failing user reward) come once per reason and minute, then as a count.
+REPEATS = RepeatedRecords()
+logger.addFilter(REPEATS)
 
 
 @dataclass(frozen=True)

@@ -31,20 +31,71 @@ def response_from_query(query: str, prompt: str) -> str | None:
     ``query = prompt[cut:] + response``. The response then starts after the first place where the
     query's head matches a suffix of the prompt (the first few characters are not compared, since
     decoding a cut token sequence can garble them). ``None`` if no such place exists.
+
+    Linear in ``len(query) + len(prompt)`` whatever the texts look like: this runs for every sample of
+    a training run, and inside the reward service on text a client controls.
     """
     if query.startswith(prompt):
         return query[len(prompt) :]
     if not prompt:
         return query
     tail = prompt[-_TAIL_CHARS:]
-    start = 0
-    while (at := query.find(tail, start)) >= 0:
-        end = at + len(tail)
-        head = query[min(_GARBLED_CHARS, at) : end]
-        if prompt.endswith(head):
-            return query[end:]
-        start = at + 1
+    # The prompt's tail ending inside the garbled head: nothing before it is compared.
+    at = query.find(tail, 0, _GARBLED_CHARS + len(tail))
+    if at >= 0:
+        return query[at + len(tail) :]
+    overlap = shortest_overlap(prompt, query[_GARBLED_CHARS : _GARBLED_CHARS + len(prompt)], len(tail) + 1)
+    return None if overlap is None else query[_GARBLED_CHARS + overlap :]
+
+
+def shortest_overlap(text: str, head: str, at_least: int) -> int | None:
+    """The smallest ``n >= at_least`` with ``text.endswith(head[:n])``, or ``None``.
+
+    Candidates are tried where ``head`` repeats ``text``'s last characters, comparing at C speed with a
+    budget of a few times the input's length; inputs built to exhaust it (many near-matches) go to the
+    Knuth-Morris-Pratt border chain, which is linear in Python steps.
+    """
+    size = min(len(text), len(head))
+    if at_least > size or at_least < 1:
+        return None
+    tail = text[-min(_TAIL_CHARS, at_least) :]
+    budget = 4 * (len(text) + len(head))
+    at = head.find(tail, at_least - len(tail), size)
+    while at >= 0:
+        n = at + len(tail)
+        if text.endswith(head[:n]):
+            return n
+        budget -= n
+        if budget < 0:
+            return _shortest_overlap_kmp(text, head[:size], at_least)
+        at = head.find(tail, at + 1, size)
     return None
+
+
+def _shortest_overlap_kmp(text: str, head: str, at_least: int) -> int | None:
+    border = [0] * len(head)  # border[i]: longest proper prefix of head[: i + 1] that is also its suffix
+    k = 0
+    for i in range(1, len(head)):
+        char = head[i]
+        while k and head[k] != char:
+            k = border[k - 1]
+        if head[k] == char:
+            k += 1
+        border[i] = k
+    k = 0  # longest prefix of head that is a suffix of the text read so far
+    for char in text[-len(head) :]:
+        if k == len(head):
+            k = border[k - 1]
+        while k and head[k] != char:
+            k = border[k - 1]
+        if head[k] == char:
+            k += 1
+    # Every n with text.endswith(head[:n]) lies on k's border chain, longest first.
+    best = None
+    while k >= at_least:
+        best = k
+        k = border[k - 1]
+    return best
 
 
 def looks_truncated(response: str, prompt: str) -> bool:
