@@ -149,6 +149,8 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
         if own_sampler:
             sampler.close()
 
+    if not alternatives:
+        raise DataError(no_pairs_reason(config.sampler, states, alt_stats))
     eval_set = eval_groups((s.task_id for s in states), config.eval_ratio, config.seed, config.split_by)
     pairs: dict[str, list[ContrastPair]] = {"train": [], "eval": []}
     for state in states:
@@ -170,6 +172,24 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
     manifest = _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes)
     _write_outputs(out, rows, pairs, manifest, rejects)
     return BuildResult(out, manifest, alt_stats.cached_requests)
+
+
+def no_pairs_reason(sampler: str, states: list[State], stats: AlternativeStats) -> str:
+    """Why a build made no pair at all, and what to do about it (the build then writes nothing)."""
+    seen = f"{len(states)} expert states, {stats.requests} sampler requests"
+    if stats.rejected:
+        seen += ", rejected completions: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected.items()))
+    if sampler == "admissible" and not any(state.admissible for state in states):
+        return (
+            f"no contrast pair ({seen}): no step of the input lists its admissible actions, and the 'admissible' "
+            "sampler (the one used when no --model is given) draws alternatives from them. Pass --model to sample "
+            "alternatives from a policy (with --sampler vllm, hf or openai), or replay the trajectories in their "
+            "environment to get the admissible actions"
+        )
+    return (
+        f"no contrast pair ({seen}): no state got a usable alternative. Check that the policy answers in the "
+        "agent prompt's format ('Action: ...'), or raise --rounds / --samples-per-round / --temperature"
+    )
 
 
 def _gold_positions(rows: list[dict[str, Any]]) -> dict[str, int]:

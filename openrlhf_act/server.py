@@ -291,6 +291,26 @@ def announce(options: ServeOptions, port: int) -> None:
     print("\n".join(lines), flush=True)
 
 
+def raise_fd_limit(max_connections: int) -> None:
+    """Let the process hold ``--max-connections`` sockets (a common soft limit is 1024 files, which would
+    make ``accept`` fail before the connection bound answers 503); warn when the hard limit is lower."""
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return
+    needed = max_connections + 128  # the listening socket, logs, the loop's own descriptors
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            logger.warning(
+                "open-file limit %d is below --max-connections %d + 128: lower --max-connections or raise `ulimit -Hn`",
+                target,
+                max_connections,
+            )
+
+
 async def serve_until_signal(
     options: ServeOptions, on_ready: Callable[[int], None], *, reuse_port: bool = False
 ) -> None:
@@ -298,6 +318,7 @@ async def serve_until_signal(
     ``options.shutdown_grace_s`` (counted from the signal) and close everything within ``CLOSE_S`` more."""
     from aiohttp import web
 
+    raise_fd_limit(options.max_connections)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in STOP_SIGNALS:

@@ -44,6 +44,18 @@ def trajectories(tmp_path) -> Path:
     return write_trajectories(tmp_path / "traj.jsonl")
 
 
+def test_a_build_with_no_pair_exits_2_with_the_remedy_and_writes_nothing(tmp_path, capsys):
+    """Public expert data rarely lists admissible actions: with no --model there is nothing to contrast."""
+    bare = tmp_path / "bare.jsonl"
+    steps = tuple(Step(observation=f"Room {i}.", action=f"go to room {i + 1}") for i in range(4))
+    bare.write_text(Trajectory("fam/v0", "scienceworld", "Walk.", steps, Outcome(100, True)).to_line() + "\n")
+    out = tmp_path / "act"
+    assert main(["data", "build", "--input", str(bare), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no contrast pair (4 expert states" in err and "Pass --model" in err and "replay" in err
+    assert not (out / "train.jsonl").exists() and not (out / "manifest.json").exists()
+
+
 def test_build_outputs_contract_balance_and_split(trajectories, tmp_path, capsys):
     out = tmp_path / "act"
     assert main(["data", "build", "--input", str(trajectories), "--out", str(out), "--eval-ratio", "0.25"]) == 0

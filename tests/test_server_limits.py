@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -198,3 +200,16 @@ def test_loopback_message_has_no_warning(start_server, token):
     out = server.out.read_text()
     assert "WARNING" not in out and "reachable from other machines" not in out
     assert ("act:<token>@" in server.url) == bool(token)
+
+
+def test_the_open_file_limit_is_raised_to_fit_the_connection_bound():
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "from openrlhf_act.server import raise_fd_limit\n"
+        "raise_fd_limit(1024)\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard)\n"
+    )
+    soft, hard = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(soft) == min(1024 + 128, int(hard) if int(hard) >= 0 else 1024 + 128)
