@@ -52,12 +52,10 @@ def local_ray():
     ray.shutdown()
 
 
-def _xdist_group(item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    return marker.args[0] if marker is not None and marker.args else None
+TRAINING_RUNS = "test_training_runs.py"
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The training runs first: with two xdist workers (pytest.ini), their group then runs on one worker
+    """The training runs first: with two xdist workers (pytest.ini), their file then runs on one worker
     from the start while the other takes the rest of the suite, instead of alone at the end."""
-    items.sort(key=lambda item: _xdist_group(item) != "training")  # stable: the rest keeps its order
+    items.sort(key=lambda item: item.path.name != TRAINING_RUNS)  # stable: the rest keeps its order

@@ -15,7 +15,7 @@ from openrlhf_act.schema import JudgmentLabel, State, decode_judgment_label, enc
 from openrlhf_act.verdict import parse_verdict
 from tests.conftest import requires_openrlhf, requires_vllm
 
-pytestmark = [requires_openrlhf, pytest.mark.xdist_group("inprocess_ray")]
+pytestmark = requires_openrlhf
 
 EXECUTOR = Path(openrlhf_act.__file__).resolve().parent / "integrations" / "openrlhf" / "consistency_executor.py"
 CONFIG = RewardConfig()

@@ -11,7 +11,7 @@ import pytest
 from openrlhf_act.schema import DataError
 from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
 
-pytestmark = [requires_openrlhf, pytest.mark.xdist_group("inprocess_ray")]
+pytestmark = requires_openrlhf
 
 ALFWORLD_GAME = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "alfworld" / "game.tw-pddl"
 

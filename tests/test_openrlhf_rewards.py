@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import requires_openrlhf, requires_vllm
 
-pytestmark = [pytest.mark.slow, requires_openrlhf, requires_vllm, pytest.mark.xdist_group("inprocess_ray")]
+pytestmark = [pytest.mark.slow, requires_openrlhf, requires_vllm]
 
 GROUP = 4
 

@@ -19,14 +19,8 @@ import pytest
 from openrlhf_act.devtools.tensorboard_logs import read_scalars
 from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
 
-# One xdist worker runs these one after the other, next to the rest of the suite on the other worker.
-pytestmark = [
-    pytest.mark.slow,
-    requires_openrlhf,
-    requires_vllm,
-    requires_scienceworld,
-    pytest.mark.xdist_group("training"),
-]
+# One xdist worker runs this file (pytest.ini: --dist loadfile), next to the rest of the suite on the other.
+pytestmark = [pytest.mark.slow, requires_openrlhf, requires_vllm, requires_scienceworld]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
