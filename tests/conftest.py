@@ -52,10 +52,21 @@ def local_ray():
     ray.shutdown()
 
 
-TRAINING_RUNS = "test_training_runs.py"
+TRAINING_RUNS = "tests/test_training_runs.py"
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """The training runs first: with two xdist workers (pytest.ini), their file then runs on one worker
-    from the start while the other takes the rest of the suite, instead of alone at the end."""
-    items.sort(key=lambda item: item.path.name != TRAINING_RUNS)  # stable: the rest keeps its order
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (pytest.ini), with the training runs' file handed out first: it is the longest
+    (about 15 minutes) and runs on one worker while the other takes the rest of the suite. xdist itself
+    hands out files by their number of tests, which would leave the training runs alone at the end."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TrainingRunsFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node):
+            if TRAINING_RUNS in self.workqueue:
+                self.workqueue.move_to_end(TRAINING_RUNS, last=False)
+            super()._assign_work_unit(node)
+
+    return TrainingRunsFirst(config, log)
