@@ -104,7 +104,6 @@ def run(quick: bool) -> list[BenchResult]:
         write_task(data, train=128 if quick else 512, evaluation=64 if quick else 128)
         model = build_tiny_model(root / "tiny-model")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        env.setdefault("TORCH_EXTENSIONS_DIR", str(root / "torch_extensions"))
         env.update(cpu_environment(env))
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
         common = {

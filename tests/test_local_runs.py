@@ -81,15 +81,22 @@ def test_the_cpu_shim_patches_only_when_asked(tmp_path):
     from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
 
     probe = (
-        "import torch, openrlhf.utils.deepspeed.deepspeed as ds; "
-        "print(torch.cuda.is_available(), torch.cuda.current_device() if {} else '-', ds.init_device_mesh.__module__)"
+        "import torch, openrlhf.utils.deepspeed.deepspeed as ds, deepspeed.comm.torch as comm; "
+        "print(torch.cuda.is_available(), torch.cuda.current_device() if {} else '-', ds.init_device_mesh.__module__, "
+        "ds.get_train_ds_config.__module__, comm.build_shm_op.__module__)"
     )
     env = {**os.environ, **cpu_environment()}
     shimmed = subprocess.run([sys.executable, "-c", probe.format(True)], env=env, capture_output=True, text=True)
-    assert shimmed.stdout.split() == ["False", "cpu", "openrlhf_act.devtools.cpu_shim"], shimmed.stderr[-2000:]
+    assert shimmed.stdout.split() == ["False", "cpu", *["openrlhf_act.devtools.cpu_shim"] * 3], shimmed.stderr[-2000:]
     env["OPENRLHF_ACT_CPU_SHIM"] = "0"
     plain = subprocess.run([sys.executable, "-c", probe.format(False)], env=env, capture_output=True, text=True)
-    assert plain.stdout.split() == ["False", "-", "torch.distributed.device_mesh"], plain.stderr[-2000:]
+    assert plain.stdout.split() == [
+        "False",
+        "-",
+        "torch.distributed.device_mesh",
+        "openrlhf.utils.deepspeed.deepspeed_utils",
+        "deepspeed.comm.torch",
+    ], plain.stderr[-2000:]
 
 
 def test_a_missing_model_is_named_before_anything_starts(tmp_path):

@@ -38,9 +38,8 @@ def workspace(tmp_path_factory):
     model = build_tiny_model(root / "tiny-model")
     data = root / "data"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    # DeepSpeed's CPU ops, compiled once (about 4 minutes) and shared by every DeepSpeed process of this
-    # run; .ci/run prebuilds them into its own folder while the quick tests run.
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(root / "torch_extensions"))
+    # The CPU shim spares DeepSpeed its C++ op builds: the runs must leave this folder empty.
+    env["TORCH_EXTENSIONS_DIR"] = str(root / "torch_extensions")
     collect = ["--tasks", "find-plant,find-living-thing", "--variations", "train:5", "--seed", "1"]
     subprocess.run([*CLI, "data", "build", "--out", str(data / "act"), *collect], env=env, check=True)
     for kind in ("sft", "next_action", "dpo", "sft_choice", "online_env"):
@@ -146,6 +145,7 @@ def test_act_il_rl_pipeline_through_openrlhf_trainers(workspace, tmp_path):
 
     for folder in stages:
         assert_loads_in_transformers(folder)
+    assert not list((workspace["root"] / "torch_extensions").glob("*/*.so")), "DeepSpeed compiled an op"
     # vLLM: train_sft's checkpoint (il) was loaded by the rl stage's rollout engine; train_ppo_ray's (rl) here.
     # train_dpo saves through the same DeepspeedStrategy.save_model as train_sft.
     assert f"model='{stages[1]}'" in Path(f"{stages[2]}.log").read_text()

@@ -96,8 +96,6 @@ def _run(args: argparse.Namespace, out: Path, reporter: _Reporter) -> int:
         raise UsageError("no recipes/ folder found (run from a checkout, or install the package with its recipes)")
     cli = [sys.executable, "-m", "openrlhf_act"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    # DeepSpeed compiles two CPU extensions on first use; keep them with the demo, not in the home folder.
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(out / "torch_extensions"))
     data, runs = out / "data", out / "runs"
     stages = args.stages.split(",")
 

