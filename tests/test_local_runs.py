@@ -81,7 +81,8 @@ def test_the_cpu_shim_patches_only_when_asked(tmp_path):
     from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
 
     probe = (
-        "import torch, openrlhf.utils.deepspeed.deepspeed as ds, deepspeed.comm.torch as comm; "
+        "import importlib, torch, openrlhf.utils.deepspeed.deepspeed as ds; "
+        "comm = importlib.import_module('deepspeed.comm.torch'); "  # deepspeed.comm's own `torch` shadows it
         "print(torch.cuda.is_available(), torch.cuda.current_device() if {} else '-', ds.init_device_mesh.__module__, "
         "ds.get_train_ds_config.__module__, comm.build_shm_op.__module__)"
     )
