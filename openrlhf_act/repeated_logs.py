@@ -71,3 +71,8 @@ def _log_summaries(entries: list[list], elapsed_s: float) -> None:
             example,
             extra={SUMMARY_ATTR: True},
         )
+
+
+# The one instance: each logger that sees per-sample or per-connection floods attaches it, and the reward
+# service flushes it on a timer.
+REPEATS = RepeatedRecords()

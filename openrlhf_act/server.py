@@ -31,7 +31,8 @@ from typing import Any
 
 from openrlhf_act import __version__
 from openrlhf_act.registry import RewardSpec
-from openrlhf_act.rewards.base import REPEATS, STATS
+from openrlhf_act.repeated_logs import REPEATS
+from openrlhf_act.rewards.base import STATS
 from openrlhf_act.rewards.batch import as_openrlhf_dict
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.server_connections import BodyBudget, ConnectionGuard
@@ -174,11 +175,10 @@ def build_app(
         body = dumps({"error": message}).encode()
         return web.Response(status=status, body=body, headers=headers, content_type="application/json")
 
-    def parse_and_score(body: bytes) -> bytes:
+    def parse_and_score(body: bytes) -> tuple[bytes, int]:
         queries, prompts, labels = parse_batch(body)
         results = spec.score(queries, prompts, labels, config)
-        traffic.samples += len(results)
-        return dumps(as_openrlhf_dict(results, keys, scalar=False)).encode()
+        return dumps(as_openrlhf_dict(results, keys, scalar=False)).encode(), len(results)
 
     async def read_body(request: web.Request) -> bytes:
         try:
@@ -219,12 +219,13 @@ def build_app(
             budget.give(reserved)
         try:
             if scorer is not None and len(body) > INLINE_BODY_BYTES:
-                payload = await asyncio.get_running_loop().run_in_executor(scorer, parse_and_score, body)
+                payload, samples = await asyncio.get_running_loop().run_in_executor(scorer, parse_and_score, body)
             else:
-                payload = parse_and_score(body)
+                payload, samples = parse_and_score(body)
         except BadRequest as exc:
             return error(400, str(exc))
         traffic.requests += 1
+        traffic.samples += samples  # counted here, on the event loop, not in the scoring thread
         return web.Response(body=payload, content_type="application/json")
 
     async def get_reward(request: web.Request) -> web.Response:
@@ -247,7 +248,7 @@ def build_app(
             "stats": STATS.snapshot(),
             "pid": os.getpid(),
             "counters": traffic.snapshot(),
-            "connections": len(guard.open) if guard is not None else None,
+            "connections": guard.snapshot() if guard is not None else None,
         }
         return web.Response(body=dumps(payload).encode(), content_type="application/json")
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
+from openrlhf_act.repeated_logs import REPEATS
+
 logger = logging.getLogger("openrlhf_act.server")
+# One line per refused connection would flood the log under attack: once a minute, then a count.
+limits_logger = logging.getLogger("openrlhf_act.server.limits")
+limits_logger.addFilter(REPEATS)
 
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -51,18 +55,13 @@ class ConnectionGuard:
         *,
         max_connections: int,
         header_timeout_s: float,
-        warn_every_s: float = 10.0,
     ) -> None:
         self._factory = protocol_factory
         self.max_connections = max_connections
         self.header_timeout_s = header_timeout_s
-        self.open: set[_GuardedProtocol] = set()
-        self.by_inner: dict[Any, _GuardedProtocol] = {}
+        self.by_inner: dict[Any, _GuardedProtocol] = {}  # aiohttp's protocol -> its guard: the open connections
         self.refused = 0
         self.header_timeouts = 0
-        self._warn_every_s = warn_every_s
-        self._last_warning = -warn_every_s
-        self._refused_since_warning = 0
 
     def __call__(self) -> asyncio.Protocol:
         return _GuardedProtocol(self, self._factory())
@@ -79,25 +78,21 @@ class ConnectionGuard:
         if guarded is not None:
             guarded.busy = False
 
+    def snapshot(self) -> dict[str, int]:
+        return {"open": len(self.by_inner), "refused": self.refused, "header_timeouts": self.header_timeouts}
+
     def close_idle(self) -> None:
         """At shutdown: close connections with no request in progress."""
-        for guarded in list(self.open):
+        for guarded in list(self.by_inner.values()):
             if not guarded.busy and guarded.transport is not None:
                 guarded.transport.close()
 
     def _refuse(self, transport: asyncio.Transport) -> None:
         self.refused += 1
-        self._refused_since_warning += 1
-        now = time.monotonic()
-        if now - self._last_warning >= self._warn_every_s:
-            logger.warning(
-                "connection limit reached (%d open, --max-connections): refused %d connection(s) with 503 "
-                "in the last %.0f s",
-                len(self.open),
-                self._refused_since_warning,
-                min(now - self._last_warning, 1e9),
-            )
-            self._last_warning, self._refused_since_warning = now, 0
+        limits_logger.warning(
+            "connection limit reached (%d open, --max-connections): a connection was refused with 503",
+            len(self.by_inner),
+        )
         body = b'{"error":"too many connections; retry"}'
         transport.write(_BUSY % (len(body), body))
         transport.close()
@@ -115,12 +110,11 @@ class _GuardedProtocol(asyncio.Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
-        if len(self.guard.open) >= self.guard.max_connections:
+        if len(self.guard.by_inner) >= self.guard.max_connections:
             self.refused = True
             self.guard._refuse(transport)
             return
         self.transport = transport
-        self.guard.open.add(self)
         self.guard.by_inner[self.inner] = self
         self.inner.connection_made(transport)
 
@@ -139,7 +133,6 @@ class _GuardedProtocol(asyncio.Protocol):
         if self.refused:
             return
         self.cancel_header_timer()
-        self.guard.open.discard(self)
         self.guard.by_inner.pop(self.inner, None)
         self.inner.connection_lost(exc)
 

@@ -140,7 +140,7 @@ def test_router_sends_each_row_to_its_reward(user_rewards):
 
 
 def test_a_failing_user_reward_gives_zero_and_a_counter(user_rewards, caplog):
-    from openrlhf_act.rewards.base import REPEATS
+    from openrlhf_act.repeated_logs import REPEATS
 
     REPEATS.flush()  # a new period: this reason's first record is logged
     router = routing.Router(user_rewards.failing, ())

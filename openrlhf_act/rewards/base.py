@@ -7,11 +7,10 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from openrlhf_act.repeated_logs import RepeatedRecords
+from openrlhf_act.repeated_logs import REPEATS
 
 logger = logging.getLogger("openrlhf_act.rewards")
 # Per-sample warnings (broken labels, a failing user reward) come once per reason and minute, then as a count.
-REPEATS = RepeatedRecords()
 logger.addFilter(REPEATS)
 
 
