@@ -1,10 +1,12 @@
 """Sample alternatives from the initial policy: rounds of batched requests until every state has
 K-1 usable alternatives or the resampling budget is spent.
 
-A completion is usable when an action can be parsed from it, it differs from the expert action after
-normalization, it is not a duplicate of an alternative already kept, and (optionally) it is one of
-the state's admissible actions. Every rejected completion and every state left without enough
-alternatives is counted by reason for the manifest.
+A completion is usable when it commits to one well-formed action (``openrlhf_act.actions.read_action``:
+the agent prompt's ``Action:`` form, or a bare line that is an admissible command; never a reply cut
+off by the length limit), the action differs from the expert action after normalization, it is not a
+duplicate of an alternative already kept, and (optionally) it is one of the state's admissible
+actions. Every rejected completion and every state left without enough alternatives is counted by
+reason for the manifest, next to the share of completions accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 from data_tools.cache import SampleCache, request_key
 from data_tools.samplers.base import Sampler, SampleRequest
-from openrlhf_act.actions import match_admissible, normalize_action, parse_action
+from openrlhf_act.actions import OK, Completion, match_admissible, normalize_action, read_action
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, agent_messages
 from openrlhf_act.schema import State
 
@@ -46,12 +48,16 @@ class AlternativeStats:
 
     rejected: Counter[str] = field(default_factory=Counter)
     dropped_states: Counter[str] = field(default_factory=Counter)
+    completions: int = 0
+    accepted: int = 0
     requests: int = 0
     cached_requests: int = 0
     rounds_used: int = 0
 
     def to_json(self) -> dict:
         return {
+            "completions": self.completions,
+            "accepted_completions": self.accepted,
             "rejected_completions": dict(sorted(self.rejected.items())),
             "dropped_states": dict(sorted(self.dropped_states.items())),
             "requests": self.requests,
@@ -64,15 +70,20 @@ def derive_seed(seed: int, key: str, round_index: int) -> int:
     digest = hashlib.sha256(f"{seed}:{key}:{round_index}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
+    @property
+    def accepted_share(self) -> float | None:
+        """Accepted completions / completions judged (the rest were not needed once a state was full)."""
+        return self.accepted / self.completions if self.completions else None
 
-def classify(completion: str, state: State, kept: list[str], require_admissible: bool) -> tuple[str | None, str]:
+
+def classify(completion: Completion, state: State, kept: list[str], require_admissible: bool) -> tuple[str | None, str]:
     """Return (action, "ok") for a usable completion, else (None, reason)."""
-    action = parse_action(completion)
+    action, reason = read_action(completion.response, admissible=state.admissible, truncated=completion.truncated)
     if action is None:
-        return None, "unparseable"
+        return None, reason
     normalized = normalize_action(action)
     if not normalized:
-        return None, "empty"
+        return None, "empty_action"
     if normalized == normalize_action(state.expert_action):
         return None, "equal_to_expert"
     if any(normalize_action(k) == normalized for k in kept):
@@ -81,8 +92,8 @@ def classify(completion: str, state: State, kept: list[str], require_admissible:
         matched = match_admissible(action, state.admissible)
         if matched is None:
             return None, "not_admissible"
-        return matched, "ok"
-    return action, "ok"
+        return matched, OK
+    return action, OK
 
 
 def sample_alternatives(
@@ -115,7 +126,7 @@ def sample_alternatives(
                 for s in chunk
             ]
             keys = [request_key(fingerprint, r.messages, r.n, r.seed, r.admissible, r.expert) for r in requests]
-            completions: list[list[str] | None] = [cache.get(k) for k in keys]
+            completions: list[list[Completion] | None] = [cache.get(k) for k in keys]
             missing = [i for i, c in enumerate(completions) if c is None]
             stats.requests += len(requests)
             stats.cached_requests += len(requests) - len(missing)
@@ -132,9 +143,11 @@ def sample_alternatives(
                     if len(bucket) >= config.alternatives:
                         break
                     action, reason = classify(text, state, bucket, config.require_admissible)
+                    stats.completions += 1
                     if action is None:
                         stats.rejected[reason] += 1
                     else:
+                        stats.accepted += 1
                         bucket.append(action)
                 if not texts:
                     stats.rejected["no_completion"] += 1

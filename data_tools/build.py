@@ -19,7 +19,15 @@ from typing import Any
 from data_tools.alternatives import AlternativeConfig, AlternativeStats, sample_alternatives
 from data_tools.cache import SampleCache
 from data_tools.io import atomic_open, dumps, sha256_file, write_json
-from data_tools.pairs import contrast_rows, pair_to_json
+from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
+from data_tools.prompt_budget import (
+    DEFAULT_MAX_PROMPT_TOKENS,
+    FittedConfig,
+    PromptBudget,
+    dropped_prompts,
+    fit_agent_prompts,
+    prompt_manifest,
+)
 from data_tools.splits import eval_groups, split_of
 from data_tools.states import StateConfig, observation_clipped, states_from_trajectory
 from openrlhf_act import __version__
@@ -28,10 +36,11 @@ from openrlhf_act.schema import ContrastPair, DataError, State
 
 logger = logging.getLogger(__name__)
 MANIFEST_SCHEMA = "openrlhf-act/build-manifest/v1"
+LOW_ACCEPTED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(FittedConfig):
     """Everything that determines a build's outputs (recorded in full in the manifest)."""
 
     inputs: tuple[str, ...]
@@ -52,10 +61,14 @@ class BuildConfig:
     rounds: int = 4
     require_admissible: bool = False
     batch_size: int = 2048
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS
+    tokenizer: str | None = None
 
     def __post_init__(self) -> None:
         if self.candidates < 2:
             raise ValueError("--candidates must be at least 2")
+        if self.max_prompt_tokens <= 0:
+            raise ValueError("--max-prompt-tokens must be positive")
         if self.on_error not in ("fail", "skip"):
             raise ValueError("--on-error must be 'fail' or 'skip'")
 
@@ -130,6 +143,11 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
     states, notes, trajectories = load_states(config, reader_stats, rejects)
     if not states:
         raise DataError("no expert states in the input: nothing to build (see the reader counts with -v)")
+    budgets = {"sampling": config.prompt_budget()}
+    budgets["train"], budgets["eval"] = budgets["sampling"].sibling(), budgets["sampling"].sibling()
+    fitted = [fit.state for fit in fit_agent_prompts(budgets["sampling"], states)]
+    if not fitted:
+        raise DataError(f"no state's agent prompt fits --max-prompt-tokens {config.max_prompt_tokens}")
 
     own_sampler = sampler is None
     if own_sampler:
@@ -138,22 +156,22 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
     alt_stats = AlternativeStats()
     try:
         with tqdm(
-            total=len(states),
+            total=len(fitted),
             desc=f"sample ({config.sampler})",
             unit="state",
             disable=None if progress is None else not progress,
         ) as bar:
-            alternatives = sample_alternatives(states, sampler, cache, config.alternative_config(), alt_stats, bar)
+            alternatives = sample_alternatives(fitted, sampler, cache, config.alternative_config(), alt_stats, bar)
     finally:
         cache.close()
         if own_sampler:
             sampler.close()
 
     if not alternatives:
-        raise DataError(no_pairs_reason(config.sampler, states, alt_stats))
+        raise DataError(no_pairs_reason(config.sampler, fitted, alt_stats))
     eval_set = eval_groups((s.task_id for s in states), config.eval_ratio, config.seed, config.split_by)
     pairs: dict[str, list[ContrastPair]] = {"train": [], "eval": []}
-    for state in states:
+    for state in fitted:
         if state.key in alternatives:
             pairs[split_of(state.task_id, eval_set, config.split_by)].append(
                 ContrastPair(state, alternatives[state.key])
@@ -165,11 +183,13 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
             split=split,
             both_orders=config.both_orders,
             tag=config.verdict_tag,
-            max_admissible=config.max_admissible_in_prompt,
+            budget=budgets[split],
         )
         for split in ("train", "eval")
     }
-    manifest = _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes)
+    manifest = _manifest(
+        config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes, budgets
+    )
     _write_outputs(out, rows, pairs, manifest, rejects)
     return BuildResult(out, manifest, alt_stats.cached_requests)
 
@@ -199,7 +219,7 @@ def _gold_positions(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {str(k): counts[k] for k in sorted(counts)}
 
 
-def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes):
+def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes, budgets):
     inputs = []
     for path in config.inputs:
         p = Path(path)
@@ -220,10 +240,12 @@ def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, read
             "eval_groups": len(eval_set),
         },
         "gold_positions": {split: _gold_positions(rows[split]) for split in rows},
+        "prompt_tokens": prompt_manifest(budgets),
         "drops": {
             "reader": reader_stats.to_json(),
             "alternatives": alt_stats.to_json(),
             "states_without_pair": len(states) - sum(len(v) for v in pairs.values()),
+            "prompt_budget": dropped_prompts(budgets.values()),
             "notes": dict(sorted(notes.items())),
         },
     }
@@ -247,16 +269,20 @@ def _write_outputs(out: Path, rows, pairs, manifest, rejects) -> None:
     write_json(out / "manifest.json", manifest)
 
 
-def iter_contrast_rows(config: BuildConfig) -> Iterator[dict[str, Any]]:
-    """Streaming ingest + states + rendering with a placeholder alternative and no sampling: what the
-    ingest benchmark measures (one trajectory in memory at a time)."""
-    from data_tools.pairs import contrast_row
+def iter_contrast_rows(config: BuildConfig, budget: PromptBudget | None = None) -> Iterator[dict[str, Any]]:
+    """Streaming ingest + states + contrast prompts fitted to the budget, with a placeholder alternative
+    and no sampling (so no sampling prompt either): what the ingest benchmark measures (one trajectory
+    in memory at a time)."""
     from data_tools.readers import read_trajectories
 
+    budget = budget or config.prompt_budget()
     for trajectory in read_trajectories(list(config.inputs), config.input_format, env=config.env):
-        for i, state in enumerate(states_from_trajectory(trajectory, config.state)):
-            pair = ContrastPair(state, ("look around",) * (config.candidates - 1))
-            yield contrast_row(pair, i % config.candidates, tag=config.verdict_tag)
+        states = states_from_trajectory(trajectory, config.state)
+        placed = [
+            (ContrastPair(state, ("look around",) * (config.candidates - 1)), i % config.candidates)
+            for i, state in enumerate(states)
+        ]
+        yield from fitted_contrast_rows(placed, budget, config.verdict_tag)
 
 
 def openrlhf_command(out_dir: Path, model: str = "<model>") -> str:
@@ -294,13 +320,37 @@ def summary(result: BuildResult) -> str:
             f"built {counts['rows']['train']} train / {counts['rows']['eval']} eval contrast prompts "
             f"from {counts['trajectories']} trajectories, {counts['states']} states "
             f"({counts['tasks']['train']} train / {counts['tasks']['eval']} eval tasks) in {result.out_dir}",
-            f"sampler: {m['sampler']['name']}; rejected completions: {rejected or 'none'}; "
-            f"states without an alternative: {dropped or 'none'}",
+            f"sampler: {m['sampler']['name']}; {accepted_line(drops['alternatives'])}",
+            f"rejected completions: {rejected or 'none'}; states without an alternative: {dropped or 'none'}",
             f"gold positions: train {m['gold_positions']['train']}, eval {m['gold_positions']['eval']}",
             f"sampling requests: {m['drops']['alternatives']['requests']} "
             f"({result.cached_requests} reused from the cache)",
+            prompt_tokens_line(m["prompt_tokens"], drops["prompt_budget"]),
         ]
     )
+
+
+def prompt_tokens_line(tokens: dict[str, Any], dropped: dict[str, int]) -> str:
+    """The longest prompts per split against the limit, and the rows that could not fit."""
+    splits = ", ".join(
+        f"{split} p95 {tokens[split]['p95']} / max {tokens[split]['max']}" for split in ("train", "eval")
+    )
+    return (
+        f"prompt tokens (limit {tokens['max_prompt_tokens']}, {tokens['counter']}): {splits}; "
+        f"dropped as too long: {dropped or 'none'}"
+    )
+
+
+def accepted_line(alternatives: dict[str, Any]) -> str:
+    """The share of sampled completions that were usable alternatives, with a warning when most were
+    not: then the policy does not follow the agent prompt and the pairs teach little."""
+    judged, accepted = alternatives["completions"], alternatives["accepted_completions"]
+    if not judged:
+        return "no completion sampled"
+    line = f"completions accepted: {accepted} of {judged} ({100 * accepted / judged:.1f} %)"
+    if accepted < LOW_ACCEPTED_SHARE * judged:
+        line += " -- WARNING: most completions are not a usable action; see the rejected reasons below"
+    return line
 
 
 def sequence_of(values: Sequence[str] | str | None) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """Per-state cache of sampled completions, so an interrupted build resumes without re-sampling.
 
 An append-only JSONL file: one line per sampled request, keyed by a hash of everything that
-determines the completions (sampler fingerprint, prompt messages, n, seed). A torn last line from a
-crash is ignored on load. Appends are flushed after every batch.
+determines the completions (sampler fingerprint, prompt messages, n, seed), holding each completion
+as ``[text, finish_reason, think_open]``. A torn last line from a crash is ignored on load. Appends are flushed
+after every batch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from openrlhf_act.actions import Completion
 
 
 def request_key(
@@ -34,7 +37,7 @@ class SampleCache:
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
-        self._entries: dict[str, list[str]] = {}
+        self._entries: dict[str, list[Completion]] = {}
         if self.path and self.path.exists():
             self._load()
         self._handle = None
@@ -45,14 +48,14 @@ class SampleCache:
             for line in handle:
                 try:
                     entry = json.loads(line)
-                    self._entries[entry["k"]] = list(entry["c"])
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    self._entries[entry["k"]] = [Completion(*fields) for fields in entry["c"]]
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a torn line from an interrupted run
 
-    def get(self, key: str) -> list[str] | None:
+    def get(self, key: str) -> list[Completion] | None:
         return self._entries.get(key)
 
-    def put_many(self, items: list[tuple[str, list[str]]]) -> None:
+    def put_many(self, items: list[tuple[str, list[Completion]]]) -> None:
         for key, completions in items:
             self._entries[key] = completions
         if self.path is None or not items:
@@ -61,7 +64,8 @@ class SampleCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
         for key, completions in items:
-            self._handle.write(json.dumps({"k": key, "c": completions}, ensure_ascii=False) + "\n")
+            entry = {"k": key, "c": [list(c) for c in completions]}
+            self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._handle.flush()
 
     def close(self) -> None:

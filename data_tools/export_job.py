@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.build import sequence_of
-from data_tools.exports import BUILD_KINDS, build_rows, multiturn_row, online_env_row, state_rows
+from data_tools.exports import BUILD_KINDS, PROMPT_KINDS, build_rows, multiturn_row, online_env_row, state_rows
 from data_tools.io import sha256_file, write_json, write_jsonl
+from data_tools.prompt_budget import (
+    DEFAULT_MAX_PROMPT_TOKENS,
+    FittedConfig,
+    PromptBudget,
+    dropped_prompts,
+    prompt_manifest,
+)
 from data_tools.splits import eval_groups, split_of
 from data_tools.states import StateConfig, states_from_trajectory
 from openrlhf_act import __version__
@@ -23,7 +30,7 @@ from openrlhf_act.schema import DataError
 
 
 @dataclass(frozen=True)
-class ExportConfig:
+class ExportConfig(FittedConfig):
     kind: str
     inputs: tuple[str, ...] = ()
     build_dir: str | None = None
@@ -36,6 +43,12 @@ class ExportConfig:
     state: StateConfig = field(default_factory=StateConfig)
     max_admissible_in_prompt: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
     with_thought: bool = False
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS
+    tokenizer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_prompt_tokens <= 0:
+            raise ValueError("--max-prompt-tokens must be positive")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportConfig:
@@ -63,6 +76,10 @@ class ExportConfig:
             state=state,
             max_admissible_in_prompt=base.get("max_admissible_in_prompt", args.max_admissible_in_prompt),
             with_thought=args.with_thought,
+            max_prompt_tokens=base.get("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS)
+            if args.max_prompt_tokens is None
+            else args.max_prompt_tokens,
+            tokenizer=args.tokenizer or base.get("tokenizer"),
         )
 
 
@@ -80,15 +97,23 @@ def _settings_from_build(build_dir: Path) -> dict[str, Any]:
         "split_by": config["split_by"],
         "state": StateConfig(**config["state"]),
         "max_admissible_in_prompt": config["max_admissible_in_prompt"],
+        "max_prompt_tokens": config.get("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS),
+        "tokenizer": config.get("tokenizer"),
     }
 
 
 def run_export_job(config: ExportConfig, out_dir: Path) -> dict[str, Any]:
+    budgets: dict[str, PromptBudget] = {}
+    if config.kind in PROMPT_KINDS:
+        budgets["train"] = config.prompt_budget()
+        budgets["eval"] = budgets["train"].sibling()
     if config.kind in BUILD_KINDS:
         assert config.build_dir is not None
-        rows = build_rows(config.kind, Path(config.build_dir), max_admissible=config.max_admissible_in_prompt)
+        rows = build_rows(config.kind, Path(config.build_dir), budgets)
     else:
-        rows = _trajectory_rows(config)
+        rows = _trajectory_rows(config, budgets)
+    if not rows["train"] and not rows["eval"]:
+        raise DataError(no_rows_reason(config, budgets))
     write_jsonl(out_dir / "train.jsonl", rows["train"])
     write_jsonl(out_dir / "eval.jsonl", rows["eval"])
     manifest = {
@@ -98,11 +123,27 @@ def run_export_job(config: ExportConfig, out_dir: Path) -> dict[str, Any]:
         "inputs": [{"path": p, "sha256": sha256_file(p) if Path(p).is_file() else None} for p in config.inputs],
         "counts": {"rows": {split: len(rows[split]) for split in rows}},
     }
+    if budgets:
+        manifest["prompt_tokens"] = prompt_manifest(budgets)
+        manifest["drops"] = {"prompt_budget": dropped_prompts(budgets.values())}
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
-def _trajectory_rows(config: ExportConfig) -> dict[str, list[dict[str, Any]]]:
+def no_rows_reason(config: ExportConfig, budgets: dict[str, PromptBudget]) -> str:
+    """Why an export made no row at all, and what to do about it (the export then writes nothing)."""
+    dropped = dropped_prompts(budgets.values())
+    if dropped:
+        return (
+            f"no {config.kind} row: every prompt was dropped as too long for --max-prompt-tokens "
+            f"{config.max_prompt_tokens} ({', '.join(f'{k} {v}' for k, v in sorted(dropped.items()))}). Raise "
+            "--max-prompt-tokens (and the recipe's PROMPT_MAX_LEN / SFT_MAX_LEN with it) or lower --window"
+        )
+    source = f"the build in {config.build_dir}" if config.kind in BUILD_KINDS else "the input trajectories"
+    return f"no {config.kind} row: {source} hold no usable step or pair; check the build's manifest and rejects"
+
+
+def _trajectory_rows(config: ExportConfig, budgets: dict[str, PromptBudget]) -> dict[str, list[dict[str, Any]]]:
     from data_tools.readers import read_trajectories
 
     trajectories = list(
@@ -121,9 +162,5 @@ def _trajectory_rows(config: ExportConfig) -> dict[str, list[dict[str, Any]]]:
             rows[split].append(online_env_row(trajectory))
             continue
         states = states_from_trajectory(trajectory, config.state)
-        rows[split].extend(
-            state_rows(
-                config.kind, states, with_thought=config.with_thought, max_admissible=config.max_admissible_in_prompt
-            )
-        )
+        rows[split] += state_rows(config.kind, states, budgets[split], with_thought=config.with_thought)
     return rows

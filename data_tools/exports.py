@@ -15,40 +15,46 @@ they use exactly the pairs the ACT stage saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from data_tools.io import read_jsonl
 from data_tools.pairs import pair_from_json
-from openrlhf_act.prompts import (
-    DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
-    action_response,
-    agent_messages,
-    episode_messages,
-    verdict_response,
+from data_tools.prompt_budget import Fitted, PromptBudget, fit_agent_prompts
+from openrlhf_act.prompts import action_response, episode_messages, verdict_response
+from openrlhf_act.schema import (
+    ContrastPair,
+    DataError,
+    NextActionLabel,
+    State,
+    Trajectory,
+    decode_judgment_label,
+    encode_label,
 )
-from openrlhf_act.schema import DataError, NextActionLabel, State, Trajectory, decode_judgment_label, encode_label
 
 TRAJECTORY_KINDS = ("sft", "sft_multiturn", "next_action", "online_env")
 BUILD_KINDS = ("dpo", "sft_choice")
 EXPORT_KINDS = TRAJECTORY_KINDS + BUILD_KINDS
+PROMPT_KINDS = ("sft", "next_action", "dpo", "sft_choice")  # rows with one prompt, fitted to the prompt budget
 
 
 def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def sft_row(state: State, *, with_thought: bool, max_admissible: int) -> dict[str, Any]:
+def sft_row(fit: Fitted, *, with_thought: bool) -> dict[str, Any]:
+    state = fit.state
     thought = state.expert_thought if with_thought else None
     return {
-        "prompt": agent_messages(state, max_admissible=max_admissible),
+        "prompt": fit.messages,
         "response": _assistant(action_response(state.expert_action, thought)),
         "datasource": state.env,
     }
 
 
-def next_action_row(state: State, *, max_admissible: int) -> dict[str, Any]:
+def next_action_row(fit: Fitted) -> dict[str, Any]:
+    state = fit.state
     label = NextActionLabel(
         expert=state.expert_action,
         admissible=state.admissible,
@@ -56,11 +62,7 @@ def next_action_row(state: State, *, max_admissible: int) -> dict[str, Any]:
         env=state.env,
         step=state.step,
     )
-    return {
-        "prompt": agent_messages(state, max_admissible=max_admissible),
-        "label": encode_label(label),
-        "datasource": state.env,
-    }
+    return {"prompt": fit.messages, "label": encode_label(label), "datasource": state.env}
 
 
 def multiturn_row(trajectory: Trajectory, *, with_thought: bool) -> dict[str, Any]:
@@ -97,61 +99,74 @@ def online_env_row(trajectory: Trajectory) -> dict[str, Any]:
 
 
 def state_rows(
-    kind: str,
-    states: Iterable[State],
-    *,
-    with_thought: bool = False,
-    max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
-) -> Iterator[dict[str, Any]]:
-    for state in states:
-        if kind == "sft":
-            yield sft_row(state, with_thought=with_thought, max_admissible=max_admissible)
-        elif kind == "next_action":
-            yield next_action_row(state, max_admissible=max_admissible)
-        else:
-            raise ValueError(f"{kind!r} is not a per-state export")
+    kind: str, states: Sequence[State], budget: PromptBudget, *, with_thought: bool = False
+) -> list[dict[str, Any]]:
+    """``sft`` / ``next_action`` rows whose agent prompts fit ``budget`` (the others are dropped, counted)."""
+    if kind not in ("sft", "next_action"):
+        raise ValueError(f"{kind!r} is not a per-state export")
+    fits = fit_agent_prompts(budget, states)
+    if kind == "sft":
+        return [sft_row(fit, with_thought=with_thought) for fit in fits]
+    return [next_action_row(fit) for fit in fits]
 
 
-def build_rows(kind: str, build_dir: Path, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT):
-    """Rows per split for ``dpo`` / ``sft_choice`` from a ``data build`` directory."""
-    out: dict[str, list[dict[str, Any]]] = {"train": [], "eval": []}
+def build_rows(kind: str, build_dir: Path, budgets: dict[str, PromptBudget]) -> dict[str, list[dict[str, Any]]]:
+    """Rows per split for ``dpo`` / ``sft_choice`` from a ``data build`` directory, within ``budgets``."""
     if kind == "dpo":
-        source = build_dir / "pairs.jsonl"
-        if not source.exists():
-            raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
-        for record in read_jsonl(source):
-            pair, split = pair_from_json(record)
-            messages = agent_messages(pair.state, max_admissible=max_admissible)
-            for alternative in pair.alternatives:
-                out[split].append(
-                    {
-                        "prompt": messages,
-                        "chosen": _assistant(action_response(pair.state.expert_action)),
-                        "rejected": _assistant(action_response(alternative)),
-                        "datasource": pair.state.env,
-                    }
-                )
-        return out
+        return {split: _dpo_rows(pairs, budgets[split]) for split, pairs in _build_pairs(build_dir).items()}
     if kind == "sft_choice":
-        manifest = build_dir / "manifest.json"
-        tag = (
-            json.loads(manifest.read_text(encoding="utf-8"))["config"]["verdict_tag"] if manifest.exists() else "answer"
-        )
-        for split in ("train", "eval"):
-            source = build_dir / f"{split}.jsonl"
-            if not source.exists():
-                raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
-            for line_no, row in enumerate(read_jsonl(source), 1):
-                try:
-                    label = decode_judgment_label(row["label"])
-                except (DataError, KeyError) as exc:
-                    raise DataError(f"not a contrast-prompt row ({exc})", where=f"{source}:{line_no}") from None
-                out[split].append(
-                    {
-                        "prompt": row["prompt"],
-                        "response": _assistant(verdict_response(label.answer, tag=tag)),
-                        "datasource": row.get("datasource", label.env),
-                    }
-                )
-        return out
+        return {split: _sft_choice_rows(build_dir, split, budgets[split]) for split in ("train", "eval")}
     raise ValueError(f"{kind!r} is not an export from a build directory")
+
+
+def _build_pairs(build_dir: Path) -> dict[str, list[ContrastPair]]:
+    source = build_dir / "pairs.jsonl"
+    if not source.exists():
+        raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
+    pairs: dict[str, list[ContrastPair]] = {"train": [], "eval": []}
+    for record in read_jsonl(source):
+        pair, split = pair_from_json(record)
+        pairs[split].append(pair)
+    return pairs
+
+
+def _dpo_rows(pairs: list[ContrastPair], budget: PromptBudget) -> list[dict[str, Any]]:
+    """Chosen = the expert, rejected = each sampled alternative, on the agent prompt they were sampled with."""
+    fits = fit_agent_prompts(budget, [pair.state for pair in pairs])
+    by_key = {fit.state.key: fit.messages for fit in fits}
+    return [
+        {
+            "prompt": by_key[pair.state.key],
+            "chosen": _assistant(action_response(pair.state.expert_action)),
+            "rejected": _assistant(action_response(alternative)),
+            "datasource": pair.state.env,
+        }
+        for pair in pairs
+        if pair.state.key in by_key
+        for alternative in pair.alternatives
+    ]
+
+
+def _sft_choice_rows(build_dir: Path, split: str, budget: PromptBudget) -> list[dict[str, Any]]:
+    """The build's contrast prompts -> bare verdicts; prompts over the budget (a smaller one than the
+    build's) cannot be trimmed once rendered, so they are dropped and counted."""
+    manifest = build_dir / "manifest.json"
+    tag = json.loads(manifest.read_text(encoding="utf-8"))["config"]["verdict_tag"] if manifest.exists() else "answer"
+    source = build_dir / f"{split}.jsonl"
+    if not source.exists():
+        raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
+    out = []
+    for line_no, row in enumerate(read_jsonl(source), 1):
+        try:
+            label = decode_judgment_label(row["label"])
+        except (DataError, KeyError) as exc:
+            raise DataError(f"not a contrast-prompt row ({exc})", where=f"{source}:{line_no}") from None
+        if budget.admit(row["prompt"], "contrast") is not None:
+            out.append(
+                {
+                    "prompt": row["prompt"],
+                    "response": _assistant(verdict_response(label.answer, tag=tag)),
+                    "datasource": row.get("datasource", label.env),
+                }
+            )
+    return out

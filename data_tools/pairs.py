@@ -11,7 +11,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, judgment_messages
+from data_tools.prompt_budget import Messages, PromptBudget
+from openrlhf_act.prompts import judgment_frame
 from openrlhf_act.schema import ContrastPair, JudgmentLabel, State, encode_label
 
 
@@ -66,25 +67,28 @@ def candidates_with_gold_at(pair: ContrastPair, position: int) -> tuple[str, ...
     return tuple(others)
 
 
-def contrast_row(
-    pair: ContrastPair, position: int, *, tag: str = "answer", max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
-) -> dict[str, Any]:
+def contrast_row(pair: ContrastPair, position: int, prompt: Messages) -> dict[str, Any]:
+    """The row of ``pair`` with the expert at ``position``; ``prompt`` is its fitted judgment prompt."""
     state = pair.state
-    candidates = candidates_with_gold_at(pair, position)
     label = JudgmentLabel(
         answer=position + 1,
-        candidates=candidates,
+        candidates=candidates_with_gold_at(pair, position),
         expert=state.expert_action,
         pair_id=state.key,
         task_id=state.task_id,
         env=state.env,
         step=state.step,
     )
-    return {
-        "prompt": judgment_messages(state, candidates, tag=tag, max_admissible=max_admissible),
-        "label": encode_label(label),
-        "datasource": state.env,
-    }
+    return {"prompt": prompt, "label": encode_label(label), "datasource": state.env}
+
+
+def fitted_contrast_rows(
+    placed: Sequence[tuple[ContrastPair, int]], budget: PromptBudget, tag: str
+) -> list[dict[str, Any]]:
+    """Rows for (pair, gold position) within ``budget``; prompts that cannot fit are dropped (counted)."""
+    frames = [(p.state, judgment_frame(p.state.env, candidates_with_gold_at(p, pos), tag=tag)) for p, pos in placed]
+    fits = budget.fit_all(frames)
+    return [contrast_row(p, pos, f.messages) for (p, pos), f in zip(placed, fits) if f is not None]
 
 
 def contrast_rows(
@@ -94,19 +98,33 @@ def contrast_rows(
     split: str,
     both_orders: bool = False,
     tag: str = "answer",
-    max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+    budget: PromptBudget | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for one split, in a seeded shuffled order (mixes tasks for ``--data.max_samples`` users)."""
+    """Rows for one split, in a seeded shuffled order (mixes tasks for ``--data.max_samples`` users).
+
+    Pairs whose prompt cannot fit ``budget`` at all go before gold positions are assigned, so the
+    positions stay exactly balanced.
+    """
+    budget = budget or PromptBudget()
     rng = random.Random(f"rows:{seed}:{split}")
     if not pairs:
         return []
     k = len(pairs[0].alternatives) + 1
     if any(len(p.alternatives) + 1 != k for p in pairs):
         raise ValueError("all pairs of a split must have the same number of candidates")
+    pairs = [p for p in pairs if _can_fit(p, budget, tag)]
     if both_orders:
-        rows = [contrast_row(p, pos, tag=tag, max_admissible=max_admissible) for p in pairs for pos in range(k)]
+        placed = [(p, pos) for p in pairs for pos in range(k)]
     else:
-        positions = balanced_positions(len(pairs), k, rng)
-        rows = [contrast_row(p, pos, tag=tag, max_admissible=max_admissible) for p, pos in zip(pairs, positions)]
+        placed = list(zip(pairs, balanced_positions(len(pairs), k, rng)))
+    rows = fitted_contrast_rows(placed, budget, tag)
     rng.shuffle(rows)
     return rows
+
+
+def _can_fit(pair: ContrastPair, budget: PromptBudget, tag: str) -> bool:
+    frame = judgment_frame(pair.state.env, candidates_with_gold_at(pair, 0), tag=tag)
+    if budget.can_fit(pair.state, frame):
+        return True
+    budget.drop(frame.kind)
+    return False

@@ -8,6 +8,7 @@ state followed by the numbered candidates.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 from openrlhf_act.schema import State
 
@@ -58,34 +59,90 @@ def _judge_instruction_parts(tag: str) -> tuple[str, str]:
     return head, tail.format(tag=tag)
 
 
-def render_state(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> str:
-    """Task, recent turns (oldest first), current observation, and admissible actions when short."""
+class Frame(NamedTuple):
+    """What a prompt puts around a state: the system message and the text after the state.
+
+    Every state prompt is ``[system, render_state(state) + "\n" + suffix]``. The suffix is kept in
+    pieces so a token budget can count each distinct piece once (``data_tools.prompt_budget``).
+    """
+
+    kind: str
+    system: str
+    suffix: tuple[str, ...]
+
+
+def agent_frame(env: str) -> Frame:
+    return Frame("agent", _agent_system(env), (AGENT_INSTRUCTION,))
+
+
+def judgment_frame(env: str, candidates: tuple[str, ...] | list[str], *, tag: str = "answer") -> Frame:
+    head, tail = _judge_instruction_parts(tag)
+    return Frame("contrast", _judge_system(env, len(candidates)), (head, *candidate_pieces(candidates), tail))
+
+
+def state_pieces(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> list[str]:
+    """The rendered state as pieces whose concatenation is :func:`render_state`'s text.
+
+    Framing strings and each text of the state are separate pieces: a token counter then sees each
+    observation, action and admissible action once however many prompts repeat it. Pieces are raw:
+    ``safe_text`` applies where they are joined (and a token counter counts each piece's safe text;
+    no framing piece can complete an ``<image>``).
+    """
     parts = ["Task: ", state.task.strip(), "\n\n"]
     if state.history:
-        parts.append("Recent history (oldest first")
+        header = "Recent history (oldest first"
         if state.omitted_turns:
-            parts.append(f"; {state.omitted_turns} earlier turns omitted")
-        parts.append("):\n")
+            header += f"; {state.omitted_turns} earlier turns omitted"
+        parts.append(header + "):\n")
         for observation, action in state.history:
-            parts += ["Observation: ", observation.strip(), "\nAction: ", action.strip(), "\n"]
+            parts += ("Observation: ", observation.strip(), "\nAction: ", action.strip(), "\n")
         parts.append("\n")
-    parts += ["Current observation:\n", state.observation.strip(), "\n"]
+    parts += ("Current observation:\n", state.observation.strip(), "\n")
     if state.admissible and len(state.admissible) <= max_admissible:
-        parts += ["\nAdmissible actions: ", "; ".join(state.admissible), "\n"]
-    return safe_text("".join(parts))
+        listed = ["; "] * (2 * len(state.admissible) - 1)  # action, "; ", action, ...
+        listed[::2] = state.admissible
+        parts += ("\nAdmissible actions: ", *listed, "\n")
+    return parts
+
+
+def render_state(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> str:
+    """Task, recent turns (oldest first), current observation, and admissible actions when short."""
+    return safe_text("".join(state_pieces(state, max_admissible=max_admissible)))
+
+
+def pieces_messages(frame: Frame, pieces: list[str]) -> list[dict[str, str]]:
+    """The chat of a frame around an already rendered state (see :func:`state_pieces`)."""
+    return [
+        {"role": "system", "content": frame.system},
+        {"role": "user", "content": safe_text("".join(pieces) + "\n" + "".join(frame.suffix))},
+    ]
+
+
+def framed_messages(
+    state: State, frame: Frame, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
+) -> list[dict[str, str]]:
+    return pieces_messages(frame, state_pieces(state, max_admissible=max_admissible))
 
 
 def agent_messages(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT) -> list[dict[str, str]]:
     """The agent prompt (system + user) used for sampling, IL, RL, DPO and evaluation."""
-    return [
-        {"role": "system", "content": _agent_system(state.env)},
-        {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + AGENT_INSTRUCTION},
-    ]
+    return framed_messages(state, agent_frame(state.env), max_admissible=max_admissible)
+
+
+def candidate_pieces(candidates: tuple[str, ...] | list[str]) -> list[str]:
+    """The numbered candidate block in pieces ("Action 1: ", text, "\nAction 2: ", text)."""
+    labels = _candidate_labels(len(candidates))
+    return [piece for label, text in zip(labels, candidates) for piece in (label, text.strip())]
+
+
+@lru_cache(maxsize=16)
+def _candidate_labels(k: int) -> tuple[str, ...]:
+    return ("Action 1: ", *(f"\nAction {i}: " for i in range(2, k + 1)))
 
 
 def candidate_lines(candidates: tuple[str, ...] | list[str]) -> str:
     """The numbered candidate block of the judgment prompt ("Action 1: ...\nAction 2: ...")."""
-    return safe_text("\n".join([f"Action {i}: {c.strip()}" for i, c in enumerate(candidates, 1)]))
+    return safe_text("".join(candidate_pieces(candidates)))
 
 
 def judgment_messages(
@@ -96,12 +153,7 @@ def judgment_messages(
     max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
 ) -> list[dict[str, str]]:
     """The ACT contrast prompt: the state, then "Action 1: ... / Action 2: ..." in the given order."""
-    head, tail = _judge_instruction_parts(tag)
-    listed = candidate_lines(candidates)
-    return [
-        {"role": "system", "content": _judge_system(state.env, len(candidates))},
-        {"role": "user", "content": render_state(state, max_admissible=max_admissible) + "\n" + head + listed + tail},
-    ]
+    return framed_messages(state, judgment_frame(state.env, candidates, tag=tag), max_admissible=max_admissible)
 
 
 def action_response(action: str, thought: str | None = None) -> str:

@@ -6,23 +6,30 @@ Grammar (ACT_METHOD.md, section 4), applied to the *response only*, never the pr
     reasoning  := anything up to and including the last "</think>"   (the "<think>" may be missing:
                                                                       chat templates pre-fill it)
     final      := text containing one or more verdict tags
-    verdict    := "<answer>" ws ("action" ws)? INDEX ws "</answer>"   (case-insensitive; tag name
+    verdict    := "<answer>" NAME? INDEX NAMED? "</answer>"            (case-insensitive; tag name
                                                                       configurable)
+    NAME       := "action" | "candidate" | "option"
+    INDEX      := digits, in "(1)", "[1]", "#1" or bare form        (ASCII or full-width digits)
+    NAMED      := ":" the candidate's text                           ("Action 1: go to kitchen")
 
 * Verdict tags inside the reasoning are drafts and are ignored.
 * Every verdict tag in the final text must name the same index; otherwise the response hedged.
 * A tag whose content is not a single index ("Action 1 or Action 2", "1, 2", "B", empty) is a hedge.
-* INDEX must lie in 1..K. A "<think>" that is never closed, no verdict at all, or a response cut off
-  by the length limit is malformed.
+* INDEX must lie in 1..K. A "<think>" that is never closed (also one the chat template pre-filled:
+  callers put it back in front, ``actions.with_prefilled_think``), no verdict at all, or a response cut
+  off by the length limit is malformed.
+* The index decides. A named text that is exactly another candidate ("Action 1: <candidate 2>") is
+  a contradiction (``disagree``); any other text (a paraphrase) is ignored.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple
 
-from openrlhf_act.actions import final_segment, strip_end_markers
+from openrlhf_act.actions import final_segment, normalize_action, strip_end_markers
 
 OK = "ok"
 NO_VERDICT = "no_verdict"
@@ -35,7 +42,11 @@ TRUNCATED = "truncated"
 
 MALFORMED_REASONS = (NO_VERDICT, HEDGE, DISAGREE, OUT_OF_RANGE, UNCLOSED_THINK, UNBALANCED_TAGS, TRUNCATED)
 
-_INDEX = re.compile(r"""^[\s*"'`]*(?:action|candidate|option)?\s*#?\s*(\d{1,6})[\s*"'`.]*$""", re.IGNORECASE)
+_INDEX = re.compile(
+    r"""^[\s*"'`]*(?:(?:action|candidate|option)\s*)?[#(\[]?\s*([0-9０-９]{1,6})\s*[)\]]?"""
+    r"""(?:\s*[:：]\s*(.*?))?[\s*"'`.]*$""",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 class Verdict(NamedTuple):
@@ -69,7 +80,14 @@ def _tag_contents(final: str, tag: str) -> list[str] | None:
     return parts[2::4]
 
 
-def parse_verdict(response: str, num_candidates: int, *, truncated: bool = False, tag: str = "answer") -> Verdict:
+def parse_verdict(
+    response: str,
+    num_candidates: int,
+    *,
+    truncated: bool = False,
+    tag: str = "answer",
+    candidates: Sequence[str] | None = None,
+) -> Verdict:
     """Apply the grammar above. Never raises for any string input."""
     text, _ = strip_end_markers(response)
     r_chars, final, unclosed = final_segment(text)
@@ -88,10 +106,19 @@ def parse_verdict(response: str, num_candidates: int, *, truncated: bool = False
         match = _INDEX.match(content)
         if match is None:
             return Verdict(None, HEDGE, r_chars, f_chars)
-        indices.add(int(match.group(1)))
+        index = int(match.group(1))
+        indices.add(index)
+        if match.group(2) and candidates and _names_another(match.group(2), index, candidates):
+            return Verdict(None, DISAGREE, r_chars, f_chars)
     if len(indices) > 1:
         return Verdict(None, DISAGREE, r_chars, f_chars)
     (choice,) = indices
     if not 1 <= choice <= num_candidates:
         return Verdict(None, OUT_OF_RANGE, r_chars, f_chars)
     return Verdict(choice, OK, r_chars, f_chars)
+
+
+def _names_another(named: str, index: int, candidates: Sequence[str]) -> bool:
+    """Whether ``named`` is exactly a candidate other than number ``index``."""
+    wanted = normalize_action(named)
+    return any(normalize_action(c) == wanted for i, c in enumerate(candidates, 1) if i != index)

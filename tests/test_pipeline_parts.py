@@ -13,6 +13,7 @@ from data_tools.cache import SampleCache
 from data_tools.pairs import balanced_positions, contrast_rows, pair_from_json, pair_to_json
 from data_tools.splits import eval_groups, split_of
 from data_tools.states import StateConfig, clip_observation, make_state, states_from_trajectory
+from openrlhf_act.actions import Completion
 from openrlhf_act.prompts import agent_messages, judgment_messages
 from openrlhf_act.schema import ContrastPair, Step, Trajectory, decode_judgment_label
 
@@ -144,7 +145,7 @@ class ScriptedSampler:
 
     def sample(self, requests):
         self.calls += 1
-        return [self.script(r) for r in requests]
+        return [[c if isinstance(c, Completion) else Completion(c, "stop") for c in self.script(r)] for r in requests]
 
     def close(self):
         pass
@@ -166,7 +167,8 @@ def test_resampling_until_different_from_expert(tmp_path):
     found = sample_alternatives(states, sampler, cache, AlternativeConfig(rounds=3), stats)
     cache.close()
     assert found == {f"t/v0#{i}": (f"other {i}",) for i in range(3)}
-    assert stats.rejected["equal_to_expert"] == 4 + 2 and stats.rejected["unparseable"] == 3
+    assert stats.rejected["equal_to_expert"] == 4 + 2 and stats.rejected["no_action"] == 3
+    assert (stats.completions, stats.accepted) == (4 + 2 + 3 + 3, 3)
     assert stats.dropped_states == {"no_usable_alternative": 1} and stats.rounds_used == 3
 
     # A rerun reuses every cached request: no sampler call at all.
@@ -185,5 +187,5 @@ def test_require_admissible_and_torn_cache_line(tmp_path):
     )
     assert found == {"t/v0#0": ("look around",), "t/v0#1": ("look around",)}
     path = tmp_path / "cache.jsonl"
-    path.write_text('{"k": "a", "c": ["x"]}\n{"k": "b", "c": [')
-    assert SampleCache(path).get("a") == ["x"] and SampleCache(path).get("b") is None
+    path.write_text('{"k": "a", "c": [["x", "length"]]}\n{"k": "b", "c": [')
+    assert SampleCache(path).get("a") == [Completion("x", "length")] and SampleCache(path).get("b") is None

@@ -1,7 +1,9 @@
 """Trajectory readers: every public format, auto detection, bad input, skip mode, streaming, round trip.
 
 Fixtures are written into ``tmp_path`` and follow the shape of the public data (ETO's
-``data/*_sft.json``, AgentGym's AgentTraj, TextWorld/ALFWorld logs); their texts are abridged.
+``data/*_sft.json``, AgentGym's AgentTraj, TextWorld/ALFWorld logs); their texts are abridged. The files in
+``tests/fixtures/real_shapes/`` copy the shapes of published trajectory files (ETO, IPR, ReAct, Reflexion,
+AgentInstruct, FireAct) with invented content; their tests check the exact states and actions read.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_tools.readers import FORMATS, ReaderStats, RejectSink, detect_format, read_trajectories
-from data_tools.readers.chat import split_thought_action
+from data_tools.readers.expert import split_thought_action
 from openrlhf_act.schema import DataError, Outcome, Step, Trajectory
 
 ALFWORLD_INSTRUCTION = (
@@ -427,14 +429,12 @@ def test_detection_failures_say_pass_format(tmp_path):
         detect_format(prose)
     broken = tmp_path / "b.jsonl"
     broken.write_text("{not json\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"b\.jsonl:1: cannot tell the format: the first line is not valid JSON"):
+    with pytest.raises(DataError, match=r"b\.jsonl:1: invalid JSON: .* \(column 2\)"):
         detect_format(broken)
     empty = tmp_path / "e.jsonl"
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty file"):
         detect_format(empty)
-    stats = ReaderStats()
-    assert read_all(empty, stats=stats) == [] and stats.files[str(empty)].format is None
 
 
 def test_unknown_format_name_and_missing_file(tmp_path):
@@ -707,3 +707,326 @@ def test_chat_think_actions_become_the_next_steps_thought(tmp_path):
     ]
     assert traj.steps[0].observation.startswith("You are in the middle of a room.")
     assert traj.steps[1].observation == "On the cabinet 1, you see a spraybottle 2."
+
+
+# --- real shapes: tests/fixtures/real_shapes/ holds invented content in the published files' shapes --------
+
+REAL = Path(__file__).parent / "fixtures" / "real_shapes"
+
+
+def steps_of(traj: Trajectory) -> list[tuple[str, str, str | None]]:
+    return [(s.observation, s.action, s.thought) for s in traj.steps]
+
+
+def test_eto_think_lines_are_thought_never_observation():
+    """ETO's alfworld_3prompts.json episodes: "Think:" lines, "Action:go" without a space, and a think
+    written between an action and its observation. The bug read every "Think:" line as observation text,
+    so the prompt showed the expert's plan ("... starting with bookshelf 1") before the expert moved."""
+    path = REAL / "eto_think_prompts.txt"
+    assert detect_format(path) == "react"
+    react, act = read_all(path)
+    assert (react.task_id, react.env, react.task) == ("react_put_0", "alfworld", "put some candle on nightstand.")
+    assert [s.action for s in react.steps] == [
+        "go to bookshelf 1",
+        "go to bookshelf 2",
+        "take candle 4 from bookshelf 2",
+        "go to nightstand 1",
+        "put candle 4 in/on nightstand 1",
+    ]
+    assert react.steps[0].observation.endswith("Your task is to: put some candle on nightstand.")
+    assert react.steps[0].thought == (
+        "To solve the task, I need to find and take a candle, then put it on nightstand.\n"
+        "A candle is more likely to appear in bookshelf (1-2), bed (1). "
+        "I can check one by one, starting with bookshelf 1."
+    )
+    assert react.steps[3].observation == "You pick up the candle 4 from the bookshelf 2."
+    assert react.steps[3].thought == (
+        "Now I find a candle (4). Next, I need to take it.\n"
+        "Now I take a candle (4). Next, I need to put it in/on nightstand 1."
+    )
+    for step in react.steps + act.steps:
+        assert "Think" not in step.observation and "Action" not in step.observation
+    assert [s.thought for s in act.steps] == [None, None]
+
+
+def test_react_alfworld_prompt_think_actions_and_ok_replies():
+    """ReAct's prompts/alfworld_3prompts.json: "> think:" answered by "OK." (or not answered), ">go" with no space."""
+    (traj,) = read_all(REAL / "react_alfworld_prompts.txt")
+    assert (traj.task_id, traj.task) == ("react_heat_0", "heat some bread and put it in table.")
+    assert [s.action for s in traj.steps] == [
+        "go to pantry 1",
+        "open pantry 1",
+        "take bread 3 from pantry 1",
+        "go to oven 1",
+        "heat bread 3 with oven 1",
+    ]
+    assert traj.steps[0].thought.startswith("To solve the task") and traj.steps[0].thought.count("\n") == 1
+    assert traj.steps[1].observation == "The pantry 1 is closed."
+    assert traj.steps[3].observation == "You pick up the bread 3 from the pantry 1."
+    assert traj.steps[3].thought == "Now I find a bread (3). Next, I need to heat it."
+    assert all("OK" not in s.observation and ">" not in s.observation for s in traj.steps)
+
+
+def test_react_webshop_prompt_think_brackets_and_instruction_line():
+    """ReAct's WebShop prompt (also Reflexion's webshop_runs/base_prompt.txt): "Action: think[...]" answered
+    by "Observation: OK.", the instruction on the line after "Instruction:"."""
+    (traj,) = read_all(REAL / "react_webshop_prompt.txt")
+    assert traj.env == "webshop"
+    assert traj.task == "i want a pack of green tea bags without caffeine, and price lower than 20.00 dollars"
+    assert [s.action for s in traj.steps] == [
+        "search[green tea bags caffeine free]",
+        "click[B01TEA0001]",
+        "click[40 bags]",
+        "click[Buy Now]",
+    ]
+    assert traj.steps[1].thought == "B01TEA0001 is caffeine free and under 20 dollars. I will open it."
+    assert traj.steps[1].observation.startswith("[Back to Search]") and traj.steps[1].observation.endswith("$23.00")
+    assert traj.steps[2].observation.startswith("[Back to Search] \n[< Prev]")
+    assert all("think" not in s.action and "OK." not in s.observation for s in traj.steps)
+
+
+def test_reflexion_log_skips_examples_memory_and_stubs():
+    """Reflexion's alfworld trial logs: "#####" between environments, "Environment #N:" headers, two
+    in-context example episodes and the reflection memory before "Here is the task:", "STATUS: FAIL"."""
+    stats = ReaderStats()
+    (traj,) = read_all(REAL / "reflexion_alfworld_trial.log", stats=stats)
+    assert (stats.records, stats.skipped_empty) == (3, 2)  # "Environment #0: Success" and the summary
+    assert (traj.task_id, traj.env) == ("reflexion_alfworld_trial:env_1", "alfworld")
+    assert traj.task == "clean some plate and put it in cupboard."
+    assert traj.outcome == Outcome(success=False)
+    assert steps_of(traj) == [
+        (
+            "You are in the middle of a room. Looking quickly around you, you see a counter 1, a cupboard 1, and a "
+            "sink 1.\nYour task is to: clean some plate and put it in cupboard.",
+            "go to counter 1",
+            "The memory says to check the counter first.",
+        ),
+        ("On the counter 1, you see a plate 5.", "take plate 5 from counter 1", None),
+        ("You pick up the plate 5 from the counter 1.", "go to sink 1", None),
+    ]
+
+
+def test_eto_sft_array_with_role_content_turns():
+    """ETO's data/alfworld_sft.json: role/content turns, id and game_file, the room, a blank line, the task."""
+    (traj,) = read_all(REAL / "eto_alfworld_sft.json")
+    assert (traj.task_id, traj.env, traj.task) == ("alfworld_0", "alfworld", "put a candle in nightstand.")
+    assert traj.meta["game_file"].endswith("trial_T20190101_000000_000001")
+    assert [s.action for s in traj.steps] == [
+        "go to bookshelf 1",
+        "take candle 3 from bookshelf 1",
+        "go to nightstand 1",
+        "put candle 3 in/on nightstand 1",
+    ]
+    assert traj.steps[0].observation == (
+        "You are in the middle of a room. Looking quickly around you, you see a bookshelf 1, a nightstand 1, and a "
+        "bed 1.\n\nYour task is to: put a candle in nightstand."
+    )
+    assert traj.steps[1] == Step(
+        "On the bookshelf 1, you see a candle 3, and a vase 2.",
+        "take candle 3 from bookshelf 1",
+        "There is a candle here. I should take it.",
+    )
+
+
+def test_intercode_sql_log_fenced_multiline_query_and_in_context_example():
+    """IPR's InterCode-SQL evaluation log: instruction, "OK", one in-context example episode whose
+    question has no task marker, then the real question; every query is a ```sql fenced block. The bug
+    read the fence's language tag ("sql") as the action."""
+    path = REAL / "ipr_intercode_sql_log.json"
+    assert detect_format(path) == "eto"
+    (traj,) = read_all(path)
+    assert traj.task == "Which keepers served at more than one lighthouse, and since when?"
+    assert traj.outcome == Outcome(score=1.0, success=True)
+    assert steps_of(traj) == [
+        (
+            "Which keepers served at more than one lighthouse, and since when?",
+            "DESCRIBE keeper",
+            "I need the columns of the keeper table first.",
+        ),
+        (
+            "[('keeper_id', 'int'), ('name', 'text'), ('lighthouse_id', 'int'), ('start_year', 'int')]",
+            "SELECT name, MIN(start_year)\nFROM keeper\nGROUP BY name\nHAVING COUNT(DISTINCT lighthouse_id) > 1",
+            "Group the keepers by name and keep those with several lighthouses.",
+        ),
+        ("[('Ada Quill', 1961), ('Bram Tolle', 1978)]", "submit", "The query answered the question."),
+    ]
+
+
+def test_agentinstruct_os_and_db_commands():
+    """AgentInstruct: OS turns "Think: ...\\n\\nAct: bash\\n\\n```bash ...```" and "Act: answer(N)" after a one-shot
+    example (loss false); DB turns "Action: Operation" + a ```sql block and "Action: Answer" + "Final Answer:"."""
+    path = REAL / "agentinstruct_os_db.jsonl"
+    assert detect_format(path) == "agentgym"
+    os_task, db_task = read_all(path)
+    assert (os_task.task_id, os_task.env) == ("os_12", "os")
+    assert os_task.task == "Find how many users have a login shell of /bin/zsh."
+    assert steps_of(os_task) == [
+        (
+            "Find how many users have a login shell of /bin/zsh.",
+            "cut -d: -f7 /etc/passwd \\\n  | grep -c '^/bin/zsh$'",
+            "The shells are in /etc/passwd; I filter the last field.",
+        ),
+        ("The output of the OS:\n\n3", "answer(3)", "Three users use zsh."),
+    ]
+    assert (db_task.task_id, db_task.env) == ("db_40", "db")
+    assert [s.action for s in db_task.steps] == [
+        "SELECT orchard FROM `harvest`\nWHERE fruit = 'pear' AND year = 2021\n"
+        "GROUP BY orchard ORDER BY SUM(tons) DESC LIMIT 1",
+        'Final Answer: ["Windmere"]',
+    ]
+    assert db_task.steps[1].thought == "The orchard is Windmere."
+
+
+def test_fireact_closing_reward_and_thought_only_turns():
+    """FireAct's gpt_format JSONL: the closing "Episode finished, reward = ..." is the outcome, not a state;
+    an assistant turn that only thinks ("Thought: ... so the answer is yes.") commits to nothing."""
+    rejects, stats = RejectSink(), ReaderStats()
+    first, second = read_all(REAL / "fireact_gpt_format.jsonl", on_error="skip", rejects=rejects, stats=stats)
+    assert first.outcome == Outcome(success=True) and second.outcome == Outcome(score=0.0)
+    assert first.task == "Which river flows through the town where the Lantern Fair began?"
+    assert [s.action for s in first.steps] == ["search[Lantern Fair origin town]", "finish[Sedge]"]
+    assert first.steps[1].observation == "The Lantern Fair began in Millbrook, a market town on the river Sedge."
+    assert dict(stats.rejected) == {"no_action": 1}
+    assert rejects.rows[0]["where"].endswith("fireact_gpt_format.jsonl:3")
+
+
+def test_a_json_object_of_transcripts_is_refused_with_what_was_expected():
+    """ETO's and ReAct's alfworld_3prompts.json (an object of transcript strings) is no trajectory file."""
+    path = REAL / "eto_prompt_dict.json"
+    with pytest.raises(DataError) as info:
+        read_all(path)
+    assert info.value.where == str(path)
+    assert "keys [react_put_0]" in info.value.message and "pass --format NAME" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Thought: Count them.\nAction: \n```sql\nSELECT COUNT(*)\nFROM t\n```",
+            ("Count them.", "SELECT COUNT(*)\nFROM t"),
+        ),
+        ("Think: list.\n\nAct: bash\n\n```bash\nls -1\n```", ("list.", "ls -1")),
+        ("Done.\nAction: Answer\nFinal Answer: [3]", ("Done.", "Final Answer: [3]")),
+        ("THOUGHT: go.\n ACTION: go to desk 1", ("go.", "go to desk 1")),
+        ("Thought: the answer is yes.", None),
+    ],
+)
+def test_expert_command_shapes(text, expected):
+    assert split_thought_action(text) == expected
+
+
+def test_react_fenced_action_in_a_transcript(tmp_path):
+    path = tmp_path / "sql.txt"
+    path.write_text(
+        "Task: count ponds\nTables: pond\nAction:\n```sql\nSELECT COUNT(*)\nFROM pond\n```\n"
+        "Observation: [(7,)]\nAction: submit\n",
+        encoding="utf-8",
+    )
+    (traj,) = read_all(path)
+    assert [s.action for s in traj.steps] == ["SELECT COUNT(*)\nFROM pond", "submit"]
+    assert traj.steps[1].observation == "[(7,)]"
+    path.write_text("Task: t\nAction: ```sql\nSELECT 1\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2: the fenced action opened here is never closed"):
+        read_all(path)
+
+
+# --- unreadable files: one bad record each, under the same on_error policy ----------------------------
+
+
+def unreadable_files(tmp_path: Path) -> dict[str, tuple[Path, str, str]]:
+    """name -> (file, reason, where) for every kind of file that cannot be read at all."""
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(json.dumps([eto_alfworld(), eto_alfworld("b")], indent=1)[:-40], encoding="utf-8")
+    lines = truncated.read_text(encoding="utf-8").count("\n") + 1
+    bad_bytes = tmp_path / "bytes.json"
+    bad_bytes.write_bytes(b'[\n {"id": "caf\xe9"}\n]\n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n  \n", encoding="utf-8")
+    shape = write_json(tmp_path / "prompts.json", {"react_put_0": "Your task is to: x\n> look\n"})
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("not json\n[1, 2\n", encoding="utf-8")
+    return {
+        "truncated": (truncated, "bad_json", f"{truncated}:{lines}"),
+        "bytes": (bad_bytes, "not_utf8", f"{bad_bytes}:2"),
+        "empty": (empty, "empty_file", str(empty)),
+        "shape": (shape, "unknown_format", str(shape)),
+        "garbage": (garbage, "bad_json", f"{garbage}:1"),
+    }
+
+
+def test_unreadable_files_are_set_aside_and_the_others_read(tmp_path):
+    bad = unreadable_files(tmp_path)
+    good = write_json(tmp_path / "alfworld_sft.json", [eto_alfworld()])
+    rejects, stats = RejectSink(), ReaderStats()
+    inputs = [bad["truncated"][0], good, *(path for path, _, _ in list(bad.values())[1:])]
+    read = list(read_trajectories(inputs, on_error="skip", rejects=rejects, stats=stats))
+    assert [t.task_id for t in read] == ["pick_and_place_simple-SprayBottle-None-Toilet-422"]
+    assert dict(stats.rejected) == {"bad_json": 2, "not_utf8": 1, "empty_file": 1, "unknown_format": 1}
+    rows = {row["where"]: row for row in rejects.rows}
+    assert set(rows) == {where for _, _, where in bad.values()}
+    assert all(row["raw"] is None for row in rows.values())
+    assert rows[str(bad["empty"][0])]["error"] == "empty file: no records to read"
+    assert "keys [react_put_0]" in rows[str(bad["shape"][0])]["error"]
+    assert "invalid JSON" in rows[bad["truncated"][2]]["error"]
+    per_file = stats.to_json()["files"]
+    assert per_file[str(bad["empty"][0])] == {
+        "format": None,
+        "records": 1,
+        "trajectories": 0,
+        "steps": 0,
+        "skipped_empty": 0,
+        "rejected": {"empty_file": 1},
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "bytes", "empty", "shape", "garbage"])
+@pytest.mark.parametrize("fmt", ["auto", "eto"])
+def test_without_skip_an_unreadable_file_stops_the_read_where_it_is(tmp_path, kind, fmt):
+    path, reason, where = unreadable_files(tmp_path)[kind]
+    good = write_json(tmp_path / "alfworld_sft.json", [eto_alfworld()])
+    with pytest.raises(DataError) as info:
+        list(read_trajectories([good, path], fmt))
+    if fmt == "auto" or reason in ("bad_json", "not_utf8", "empty_file"):
+        assert info.value.where == where and info.value.reason == reason
+    else:  # told it is ETO, the object is one record missing its conversations
+        assert (info.value.where, info.value.reason) == (str(path), "missing_field")
+
+
+def test_a_broken_first_jsonl_line_is_one_bad_record(tmp_path):
+    path = tmp_path / "c.jsonl"
+    good = Trajectory("t", "alfworld", "task", (Step("o", "look"),)).to_line()
+    path.write_bytes(b'{"task": "\xff"\n' + good.encode() + b"\n")
+    rejects = RejectSink()
+    assert [t.task_id for t in read_all(path, on_error="skip", rejects=rejects)] == ["t"]
+    assert [row["where"] for row in rejects.rows] == [f"{path}:1"]
+    with pytest.raises(DataError, match=r"c\.jsonl:1: not valid UTF-8"):
+        read_all(path)
+
+
+def test_build_sets_an_unreadable_file_aside_with_skip_and_writes_nothing_without(tmp_path):
+    from data_tools.build import BuildConfig, build
+    from data_tools.samplers import make_sampler
+
+    steps = tuple(
+        Step(f"Room {i}.", f"go to room {i + 1}", admissible=(f"go to room {i + 1}", "look around", "open door"))
+        for i in range(4)
+    )
+    good = write_jsonl(
+        tmp_path / "traj.jsonl",
+        [Trajectory(f"fam{t}/v0", "scienceworld", "Walk.", steps, Outcome(100, True)).to_json() for t in range(6)],
+    )
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n {"task_id": "x", "steps": [\n', encoding="utf-8")
+    out = tmp_path / "fail"
+    config = BuildConfig(inputs=(str(good), str(broken)))
+    with pytest.raises(DataError) as info:
+        build(config, out, sampler=make_sampler("admissible"), progress=False)
+    assert info.value.where == f"{broken}:3"
+    assert not any(out.iterdir())
+    out = tmp_path / "skip"
+    config = BuildConfig(inputs=(str(good), str(broken)), on_error="skip")
+    result = build(config, out, sampler=make_sampler("admissible"), progress=False)
+    (row,) = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert row["where"] == f"{broken}:3" and row["error"].startswith("invalid JSON") and row["raw"] is None
+    assert result.manifest["counts"]["trajectories"] == 6

@@ -6,6 +6,7 @@ tests need (counts, order, seeding, templates, process lifetime).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -152,7 +153,8 @@ def test_admissible_never_returns_the_expert_and_parses():
     sampler = AdmissibleSampler.from_options()
     for seed in range(50):
         (completions,) = sampler.sample([make_request(seed=seed, n=4, admissible=admissible)])
-        actions = [parse_action(c) for c in completions]
+        actions = [parse_action(c.text) for c in completions]
+        assert {c.finish_reason for c in completions} == {"stop"}
         assert len(actions) == 4 and len(set(actions)) == 4
         assert all(a in admissible for a in actions)
         assert "open door to kitchen" not in {normalize_action(a) for a in actions}
@@ -168,7 +170,7 @@ def test_admissible_empty_without_candidates():
 def test_admissible_gives_at_most_the_pool():
     sampler = AdmissibleSampler.from_options()
     (completions,) = sampler.sample([make_request(n=50)])
-    assert sorted(parse_action(c) for c in completions) == sorted(ADMISSIBLE[1:])
+    assert sorted(parse_action(c.text) for c in completions) == sorted(ADMISSIBLE[1:])
 
 
 @settings(max_examples=200, deadline=None)
@@ -183,8 +185,8 @@ def test_admissible_property(pool, expert, n, seed):
     (completions,) = AdmissibleSampler.from_options().sample([request])
     assert len(completions) == min(n, len({normalize_action(p) for p in pool} - {"", normalize_action(expert)}))
     for completion in completions:
-        assert completion.startswith("Action: ")
-        action = completion[len("Action: ") :]
+        assert completion.text.startswith("Action: ")
+        action = completion.text[len("Action: ") :]
         assert action.strip() in {p.strip() for p in pool}
         assert normalize_action(action) != normalize_action(expert)
 
@@ -215,7 +217,7 @@ def test_hf_counts_and_order(hf_sampler):
     requests = [*varied_requests(3, n=2), make_request(seed=7, n=3), make_request(seed=8, n=1)]
     completions = hf_sampler.sample(requests)
     assert [len(c) for c in completions] == [2, 2, 2, 3, 1]
-    assert all(isinstance(text, str) for texts in completions for text in texts)
+    assert all(isinstance(c.text, str) and c.finish_reason in ("stop", "length") for cs in completions for c in cs)
 
 
 def test_hf_seeded(hf_sampler):
@@ -380,13 +382,13 @@ def stop(process: subprocess.Popen) -> None:
         child.kill()
 
 
-@pytest.fixture(scope="module")
-def openai_server(tiny_model, tmp_path_factory):
+@contextlib.contextmanager
+def serve_with_vllm(model: str, log: Path):
+    """vLLM's OpenAI-compatible server for ``model`` (served as "tiny") on a free loopback port."""
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", tiny_model, "--served-model-name", "tiny",
+        "--model", model, "--served-model-name", "tiny",
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager",
         "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), "--max-model-len", str(MAX_MODEL_LEN),
@@ -399,6 +401,12 @@ def openai_server(tiny_model, tmp_path_factory):
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def openai_server(tiny_model, tmp_path_factory):
+    with serve_with_vllm(tiny_model, tmp_path_factory.mktemp("vllm-server") / "server.log") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

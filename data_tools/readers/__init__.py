@@ -5,8 +5,9 @@ Formats (docs/formats.md): ``canonical`` (our JSONL), ``eto``, ``agentgym``, ``o
 one array (or one object) and are loaded whole; any other file is a plain-text transcript unless its
 first line is a JSON object. Record-level problems follow ``on_error``: ``"fail"`` raises the first
 :class:`~openrlhf_act.schema.DataError` (located ``file:line`` or ``file: item N``), ``"skip"`` sets
-the record aside in ``rejects``, counts it in ``stats`` and goes on. File-level problems (missing
-file, unknown format) always raise.
+the record aside in ``rejects``, counts it in ``stats`` and goes on. A file that cannot be read at all
+(blank, not UTF-8 or not JSON where JSON is required, or of no known shape) is one bad record under the
+same policy. A missing file or an unknown format name always raises.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from data_tools.readers.agentgym import AgentGymReader
-from data_tools.readers.base import FileContext, Reader, ReaderStats, RecordError, RejectSink, type_name
+from data_tools.readers.base import (
+    FileContext,
+    FileCounters,
+    Reader,
+    ReaderStats,
+    Record,
+    RecordError,
+    RejectSink,
+    empty_file_error,
+    is_blank_file,
+    type_name,
+)
 from data_tools.readers.canonical import CanonicalReader
 from data_tools.readers.detect import detect_format, sniff_format
 from data_tools.readers.eto import EtoReader
@@ -67,32 +79,55 @@ def _read(
         path, label = Path(given), str(given)
         if not path.is_file():
             raise DataError("no such file" if not path.exists() else "not a regular file", label)
-        name = sniff_format(path, label) if fmt == "auto" else fmt
-        counters = stats.open_file(label, name)
-        if name is None:  # an empty file: nothing to read
-            continue
-        reader = FORMATS[name]
-        ctx = FileContext(path, env)
-        for record in reader.records(path, label):
+        try:
+            name = _file_format(path, label, fmt)
+        except RecordError as error:  # the whole file is unreadable: it is the one bad record
+            counters = stats.open_file(label, None)
             counters.records += 1
-            error = record.error
-            if error is None:
-                try:
-                    if reader.json_records and type(record.value) is not dict:
-                        raise RecordError(f"expected a JSON object, got {type_name(record.value)}", reason="not_object")
-                    trajectory = reader.convert(record, ctx)
-                except RecordError as exc:
-                    error = exc.at(record.where)
-            if error is not None:
-                if not skip:
-                    raise error
-                counters.rejected[error.reason] += 1
-                if rejects is not None:
-                    rejects.add(record, error)
-                continue
-            if not trajectory.steps:
-                counters.skipped_empty += 1
-                continue
-            counters.trajectories += 1
-            counters.steps += len(trajectory.steps)
-            yield trajectory
+            _reject(counters, Record(0, error.where or label, None), error, skip, rejects)
+            continue
+        counters = stats.open_file(label, name)
+        if name is not None:
+            yield from _read_file(FORMATS[name], FileContext(path, env), label, counters, skip, rejects)
+
+
+def _file_format(path: Path, label: str, fmt: str) -> str | None:
+    """The format to read ``path`` with (None: an empty JSON array); raises for an unreadable file."""
+    if fmt == "auto":
+        return sniff_format(path, label)
+    if is_blank_file(path):
+        raise empty_file_error(label)
+    return fmt
+
+
+def _read_file(
+    reader: Reader, ctx: FileContext, label: str, counters: FileCounters, skip: bool, rejects: RejectSink | None
+) -> Iterator[Trajectory]:
+    for record in reader.records(ctx.path, label):
+        counters.records += 1
+        error = record.error
+        if error is None:
+            try:
+                if reader.json_records and type(record.value) is not dict:
+                    raise RecordError(f"expected a JSON object, got {type_name(record.value)}", reason="not_object")
+                trajectory = reader.convert(record, ctx)
+            except RecordError as exc:
+                error = exc.at(record.where)
+        if error is not None:
+            _reject(counters, record, error, skip, rejects)
+            continue
+        if not trajectory.steps:
+            counters.skipped_empty += 1
+            continue
+        counters.trajectories += 1
+        counters.steps += len(trajectory.steps)
+        yield trajectory
+
+
+def _reject(counters: FileCounters, record: Record, error: RecordError, skip: bool, rejects: RejectSink | None) -> None:
+    """``on_error="fail"``: raise; ``"skip"``: count the record under its reason and set it aside."""
+    if not skip:
+        raise error
+    counters.rejected[error.reason] += 1
+    if rejects is not None:
+        rejects.add(record, error)

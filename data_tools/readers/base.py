@@ -74,6 +74,16 @@ def _json_error(exc: json.JSONDecodeError, where: str) -> RecordError:
     return RecordError(f"invalid JSON: {exc.msg} (column {exc.colno})", where, "bad_json")
 
 
+def decode_json_line(line: bytes, where: str) -> tuple[Any, RecordError | None]:
+    """One JSONL line decoded, or None and the error that says why it cannot be."""
+    try:
+        return json.loads(line.decode("utf-8")), None
+    except UnicodeDecodeError as exc:
+        return None, _decode_error(exc, where)
+    except json.JSONDecodeError as exc:
+        return None, _json_error(exc, where)
+
+
 def jsonl_records(path: Path, label: str) -> Iterator[Record]:
     """One record per non-blank line, decoded lazily: the file is never read ahead."""
     index = 0
@@ -84,20 +94,29 @@ def jsonl_records(path: Path, label: str) -> Iterator[Record]:
             if not line.strip():
                 continue
             where = f"{label}:{lineno}"
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Record(index, where, None, line.decode("utf-8", "backslashreplace"), _decode_error(exc, where))
-            else:
-                try:
-                    yield Record(index, where, json.loads(text), text)
-                except json.JSONDecodeError as exc:
-                    yield Record(index, where, None, text, _json_error(exc, where))
+            value, error = decode_json_line(line, where)
+            yield Record(index, where, value, line.decode("utf-8", "backslashreplace"), error)
             index += 1
 
 
+def empty_file_error(label: str) -> RecordError:
+    return RecordError("empty file: no records to read", label, "empty_file")
+
+
+def is_blank_file(path: Path) -> bool:
+    """True when the file holds nothing but whitespace (read only up to the first other byte)."""
+    with open(path, "rb") as handle:
+        block = handle.read(1 << 16).removeprefix(UTF8_BOM)
+        while block:
+            if block.strip():
+                return False
+            block = handle.read(1 << 16)
+    return True
+
+
 def load_json_document(path: Path, label: str) -> Any:
-    """A whole ``.json`` file (ETO and AgentGym ship one array); errors name the line. Blank -> ``[]``."""
+    """A whole ``.json`` file (ETO and AgentGym ship one array); errors name the line. (A blank file is
+    reported before, see :func:`is_blank_file`.)"""
     data = path.read_bytes()
     if data.startswith(UTF8_BOM):
         data = data[3:]
@@ -109,8 +128,6 @@ def load_json_document(path: Path, label: str) -> Any:
         raise RecordError(
             f"not valid UTF-8 (byte offset {exc.start - line_start} in the line)", f"{label}:{lineno}", "not_utf8"
         ) from None
-    if not text.strip():
-        return []
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

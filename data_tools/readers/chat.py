@@ -17,7 +17,7 @@ from typing import Any
 
 from data_tools.readers.base import RecordError, type_name
 from data_tools.readers.envtext import extract_task, has_task_marker, observation_parts, strip_task_headers
-from openrlhf_act.actions import final_segment, parse_action, strip_end_markers
+from data_tools.readers.expert import ACTION_LABEL, split_thought_action
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
@@ -34,15 +34,13 @@ SPEAKERS = {
     "agent": ASSISTANT,
     "system": SYSTEM,
 }
-_ACTION_LINE_START = re.compile(r"^[ \t>*#`]*action\s*[:：]", re.I | re.M)
-_THOUGHT_LABEL = re.compile(r"^\s*thought\s*[:：]\s*", re.I)
-_THINK_TAGS = re.compile(r"</?think\s*>", re.I)
 # "OK", "Ok.", "OK. I'll follow your instructions ...": the acknowledgement after an instruction.
 _ACKNOWLEDGEMENT = re.compile(r"^\s*(?:ok(?:ay)?|sure|understood|got it|i understand|i will|i'll)\b", re.I)
 _OBSERVATION_START = re.compile(r"^\s*observation\s*\d*\s*:", re.I)
 # ReAct's "think: ..." / "think[...]" pseudo-action (ALFWorld, WebShop) and the "OK." it is answered with.
 _THINK_ACTION = re.compile(r"^think\s*(?::\s*(?P<colon>.*)|\[(?P<bracket>.*)\])$", re.I | re.S)
 _THINK_REPLY = re.compile(r"^\s*(?:observation\s*\d*\s*:\s*)?ok\.?\s*$", re.I)
+_EPISODE_END = re.compile(r"episode finished, reward\s*=\s*(?P<value>true|false|-?\d+(?:\.\d+)?)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,28 +98,9 @@ def read_turns(record: dict[str, Any], field: str) -> list[Turn]:
     return turns
 
 
-def split_thought_action(text: str) -> tuple[str | None, str] | None:
-    """(thought, action) of an assistant turn, or None when it commits to no action.
-
-    The action is :func:`openrlhf_act.actions.parse_action`; the thought is the text before the
-    action line, without a leading "Thought:" and without think tags.
-    """
-    action = parse_action(text)
-    if action is None:
-        return None
-    stripped, _ = strip_end_markers(text)
-    _, final, _ = final_segment(stripped)
-    final_start = len(stripped) - len(final)
-    lines = list(_ACTION_LINE_START.finditer(final))
-    # With a bare command (no "Action:" line) everything before the final text is reasoning.
-    before = stripped[: final_start + lines[-1].start()] if lines else stripped[:final_start]
-    thought = _THOUGHT_LABEL.sub("", _THINK_TAGS.sub("", before), count=1).strip()
-    return thought or None, action
-
-
 def is_acknowledgement(text: str) -> bool:
     """An assistant reply to an instruction ("OK", "Ok.", "OK. I'll follow ..."), not an action."""
-    return _ACKNOWLEDGEMENT.match(text) is not None and _ACTION_LINE_START.search(text) is None
+    return _ACKNOWLEDGEMENT.match(text) is not None and ACTION_LABEL.search(text) is None
 
 
 def looks_like_eto(turns: Sequence[Any]) -> bool:
@@ -149,6 +128,23 @@ def _block_start(turns: list[Turn], index: int) -> int:
     return index
 
 
+def _fresh_openings(turns: list[Turn], pos: int) -> list[int]:
+    """User turns after an action that are no answer to it: they state a new task.
+
+    When the environment prefixes its answers with "Observation:" (ETO, IPR), every other user turn
+    after an action opens an episode (InterCode's questions carry no task marker); otherwise the
+    turn must state a task (rule 2's markers). "OK." answering a think action opens nothing."""
+    replies = [i for i in range(pos + 1, len(turns)) if turns[i].role == USER and turns[i - 1].role == ASSISTANT]
+    prefixed = any(_OBSERVATION_START.match(turns[i].text) for i in replies)
+    return [
+        i
+        for i in replies
+        if not _OBSERVATION_START.match(turns[i].text)
+        and not _THINK_REPLY.match(turns[i].text)
+        and (prefixed or has_task_marker(turns[i].text))
+    ]
+
+
 def episode_start(turns: list[Turn], *, skip_examples: bool) -> int | None:
     """Index of the first user turn of the real episode (None when there is none)."""
     experts = [i for i, t in enumerate(turns) if t.role == ASSISTANT and t.loss is True]
@@ -174,14 +170,7 @@ def episode_start(turns: list[Turn], *, skip_examples: bool) -> int | None:
     if pos >= len(turns):
         return None
     if skip_examples:  # in-context examples: the episode opens at the last fresh task statement
-        openings = [
-            i
-            for i in range(pos + 1, len(turns))
-            if turns[i].role == USER
-            and turns[i - 1].role == ASSISTANT
-            and not _OBSERVATION_START.match(turns[i].text)
-            and has_task_marker(turns[i].text)
-        ]
+        openings = _fresh_openings(turns, pos)
         if openings:
             pos = openings[-1]
     if turns[pos].role != USER:
@@ -248,4 +237,18 @@ def conversation_to_trajectory(
         observation, admissible = observation_parts("\n\n".join(pending))
         steps.append(Step(observation, action, "\n".join(thoughts) or None, admissible))
         pending, thoughts = None, []
-    return Trajectory(task_id, env, task, tuple(steps), outcome, meta)
+    return Trajectory(task_id, env, task, tuple(steps), _with_closing_outcome(outcome, pending), meta)
+
+
+def _with_closing_outcome(outcome: Outcome, closing: list[str] | None) -> Outcome:
+    """FireAct ends each episode with "Observation: Episode finished, reward = True" (or a number):
+    that is the outcome when the record carries none (the closing turn is no state)."""
+    if closing is None or outcome != Outcome():
+        return outcome
+    match = _EPISODE_END.search("\n".join(closing))
+    if match is None:
+        return outcome
+    value = match.group("value").lower()
+    if value in ("true", "false"):
+        return Outcome(success=value == "true")
+    return Outcome(score=float(value))

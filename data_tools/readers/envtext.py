@@ -27,7 +27,7 @@ _ENV_IN_NAME = re.compile(
 # ALFWorld game ids (ETO's game files, AgentGym mappings): task-type directories and trial stamps.
 _ALFWORLD_GAME = re.compile(r"pick_(?:and|clean|heat|cool|two)_|look_at_obj|trial_T\d{8}")
 _TEXT_CUES = (
-    (re.compile(r"WebShop \[SEP\]|You are web shopping|Instruction: \[SEP\]"), "webshop"),
+    (re.compile(r"WebShop \[SEP\]|You are web shopping|Instruction: \[SEP\]|^Webshop[ \t]*$", re.I | re.M), "webshop"),
     (re.compile(r"Interact with a household|Welcome to TextWorld, ALFRED|Your task is to:"), "alfworld"),
     (re.compile(r"science world|scientific experiment|This room is called the", re.I), "scienceworld"),
 )
@@ -35,13 +35,17 @@ _TEXT_CUES = (
 # Task markers, most specific first: ALFWorld, WebShop, ScienceWorld, then a generic "Task:" line.
 _ALFWORLD_TASK = re.compile(r"Your task is to:\s*(.+)")
 _WEBSHOP_TASK = re.compile(r"Instruction:\s*\[SEP\]\s*(.+?)\s*(?:\[SEP\]|$)", re.M)
+# ReAct's WebShop pages put the instruction on the line after "Instruction:".
+_WEBSHOP_LINES_TASK = re.compile(r"^[ \t]*Instruction:[ \t]*\n[ \t]*(\S.*?)[ \t]*$", re.M)
 _SCIENCEWORLD_TASK = re.compile(r"^\s*(Your task is to\b.*\S)", re.M)
 _GENERIC_TASK = re.compile(r"^\s*(?:task|goal)\s*:[ \t]*(\S.*)$", re.I | re.M)
-TASK_MARKERS = (_ALFWORLD_TASK, _WEBSHOP_TASK, _SCIENCEWORLD_TASK, _GENERIC_TASK)
+TASK_MARKERS = (_ALFWORLD_TASK, _WEBSHOP_TASK, _WEBSHOP_LINES_TASK, _SCIENCEWORLD_TASK, _GENERIC_TASK)
 
 # Framing added by ETO's prompts around the real task (never part of what the environment said).
 _ETO_TURN_HEADER = re.compile(r"^.*?Now, it's your turn[^\n]*\n", re.S)
 _TASK_DESCRIPTION_HEADER = re.compile(r"^\s*Task Description:\s*\n")
+# AgentBench / AgentInstruct OS tasks: "Now, I will start a new problem in a new OS. My problem is:"
+_NEW_PROBLEM_HEADER = re.compile(r"^\s*Now, I will start a new problem[^\n]*?My problem is:[ \t]*\n\s*")
 _OBSERVATION_PREFIX = re.compile(r"^\s*Observation\s*\d*\s*:[ \t]*\n?", re.I)
 _AVAILABLE_ACTIONS = re.compile(r"^[ \t]*AVAILABLE ACTIONS\s*:", re.I | re.M)
 _ADMISSIBLE_SPLIT = re.compile(r"[,\n]")
@@ -86,9 +90,11 @@ def resolve_env(
 
 
 def strip_task_headers(text: str) -> str:
-    """Drop ETO's framing: everything up to "Now, it's your turn ..." and a "Task Description:" header."""
+    """Drop prompt framing: everything up to ETO's "Now, it's your turn ...", a "Task Description:"
+    header and AgentBench's "Now, I will start a new problem ... My problem is:"."""
     if "Now, it's your turn" in text:
         text = _ETO_TURN_HEADER.sub("", text, count=1)
+    text = _NEW_PROBLEM_HEADER.sub("", text, count=1)
     return _TASK_DESCRIPTION_HEADER.sub("", text, count=1)
 
 

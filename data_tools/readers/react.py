@@ -1,17 +1,22 @@
-"""Plain-text ReAct transcripts: observations alternating with actions (TextWorld / ALFWorld logs).
+"""Plain-text ReAct transcripts: observations alternating with actions (TextWorld / ALFWorld / WebShop logs).
 
-An action is a line ``> command`` (TextWorld's prompt) or ``Action: command``. ``> think: ...`` lines
-(ALFWorld ReAct prompts) and ``Thought: ...`` lines (continued until a blank line or the action) are
-the thought of the next action; the "OK." that answers a think line is not an observation. Every
-other line is observation text; an ``Observation:`` prefix and TextWorld banners (``-= ... =-``) are
-dropped. The text before the first action is the first observation and states the task
-("Your task is to: ...", "Task: ...", otherwise the whole opening is the task). Lines after the last
-action are not a state, except ``Score: <number>`` and ``Success: true|false``, read as the outcome.
+An action is a line ``> command`` (TextWorld's prompt) or ``Action: command``; ``Action:`` followed
+by a fenced block (```` ```sql ````, several lines) is the whole block, without the language tag.
+Reasoning is never observation: ``> think: ...`` / ``Action: think[...]`` pseudo-actions (ReAct's
+ALFWorld and WebShop prompts), ``Think: ...`` lines (ETO's copy of the ALFWorld prompts) and
+``Thought: ...`` lines (continued until a blank line, the action or an ``Observation:`` line) are the
+thought of the next action, and the "OK." (or "Observation: OK.") that answers a think action is not
+an observation.
+Every other line is observation text; an ``Observation:`` prefix, TextWorld banners (``-= ... =-``)
+and Reflexion's ``Environment #N:`` header are dropped. The text before the first action is the
+first observation and states the task ("Your task is to: ...", "Task: ...", WebShop's
+"Instruction:" line, otherwise the whole opening is the task). A line "Here is the task." (ReAct,
+Reflexion: after the instruction and the in-context example episodes) starts the episode afresh:
+what came before it is prompt, not state. Lines after the last action are not a state, except
+``Score: <number>``, ``Success: true|false`` and Reflexion's ``STATUS: OK|FAIL``, read as the outcome.
 
 Several episodes per file are separated by a marker line, alone between blank lines (or the start
-or end of the file)::
-
-    === episode <optional task id> ===
+or end of the file): ``=== episode <optional task id> ===``, or Reflexion's ``#####``.
 
 Files are streamed line by line; each line must be UTF-8.
 """
@@ -27,13 +32,19 @@ from data_tools.readers.base import UTF8_BOM, FileContext, Reader, Record, Recor
 from data_tools.readers.envtext import extract_task, observation_parts, resolve_env
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
-EPISODE_MARKER = re.compile(r"^={3,}\s*episode\b\s*:?\s*(?P<id>[^=]*?)\s*={3,}\s*$", re.I)
+EPISODE_MARKER = re.compile(r"^(?:={3,}\s*episode\b\s*:?\s*(?P<id>[^=]*?)\s*={3,}|#{3,})\s*$", re.I)
 ACTION_LINE = re.compile(r"^\s*(?:>\s*|action\s*\d*\s*[:：]\s*)(?P<command>.*?)\s*$", re.I)
-_THOUGHT = re.compile(r"^\s*thought\s*\d*\s*[:：]\s*(?P<text>.*?)\s*$", re.I)
-_THINK = re.compile(r"^think\s*:\s*", re.I)
+_THOUGHT = re.compile(r"^\s*(?:thought|think)\s*\d*\s*[:：]\s*(?P<text>.*?)\s*$", re.I)
+_THINK = re.compile(r"^think\s*(?::\s*(?P<colon>.*)|\[(?P<bracket>.*)\])$", re.I)
+_THINK_REPLY = re.compile(r"^\s*(?:observation\s*\d*\s*:\s*)?(?:ok\.?)?\s*$", re.I)
+_OBSERVATION_LABEL = re.compile(r"^\s*observation\s*\d*\s*[:：]", re.I)
+_FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})")
+# ReAct / Reflexion: "Here is the task." after the instruction and the in-context examples.
+_TASK_HEADER = re.compile(r"^\s*(?:now, it's your turn and )?here is the task\s*[.:]?\s*$", re.I)
+_ENVIRONMENT_HEADER = re.compile(r"^\s*Environment\s*#\s*(?P<number>\d+)\s*:.*$", re.I)
 _BANNER = re.compile(r"^\s*-=.*=-\s*$")
 _SCORE = re.compile(r"^\s*(?:score|reward)\s*[:=]\s*(?P<value>-?\d+(?:\.\d+)?)\s*$", re.I)
-_SUCCESS = re.compile(r"^\s*success\s*[:=]\s*(?P<value>true|false|yes|no)\s*$", re.I)
+_SUCCESS = re.compile(r"^\s*(?:success|status)\s*[:=]\s*(?P<value>true|false|yes|no|ok|fail)\s*$", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,55 +122,112 @@ def _outcome(tail: list[str]) -> Outcome:
         if m := _SCORE.match(line):
             score = float(m.group("value"))
         elif m := _SUCCESS.match(line):
-            success = m.group("value").lower() in ("true", "yes")
+            success = m.group("value").lower() in ("true", "yes", "ok")
     return Outcome(score, success)
+
+
+def environment_number(episode: Episode) -> str | None:
+    """N of Reflexion's "Environment #N:" header, when it is the episode's first line."""
+    first = next((line for line in episode.lines if line.strip()), "")
+    match = _ENVIRONMENT_HEADER.match(first)
+    return match.group("number") if match else None
+
+
+class _EpisodeParser:
+    """Reads one episode line by line; see the module docstring for the rules."""
+
+    def __init__(self, episode: Episode):
+        self.episode = episode
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget everything so far: it was instructions and in-context examples."""
+        self.steps: list[Step] = []
+        self.observation: list[str] = []
+        self.thought: list[str] = []
+        self.opening: str | None = None
+        self.in_thought = False
+        self.after_think = False  # the environment answers a think action with "OK.", no observation
+
+    def parse(self) -> tuple[str, list[Step], Outcome]:
+        lines = self.episode.lines
+        offset = 0
+        while offset < len(lines):
+            action = ACTION_LINE.match(lines[offset])
+            if action:
+                offset = self.action(action.group("command"), offset)
+            else:
+                self.text(lines[offset])
+            offset += 1
+        if self.opening is None:
+            return extract_task("\n".join(self.observation)), [], Outcome()
+        return extract_task(self.opening), self.steps, _outcome(self.observation)
+
+    def action(self, command: str, offset: int) -> int:
+        """Take the action on line ``offset``; returns the last line it used (a fenced block's end)."""
+        self.in_thought = False
+        think = _THINK.match(command)
+        if think:
+            self.thought.append((think.group("colon") or think.group("bracket") or "").strip())
+            self.after_think = True
+            return offset
+        if not command and self.episode.lines[offset].lstrip().startswith(">"):  # a bare prompt, nothing typed
+            return offset
+        command, offset = self.fenced(command, offset)
+        if not command:
+            raise RecordError(f"line {self.episode.start_line + offset}: empty action", reason="bad_value")
+        text = "\n".join(self.observation)
+        if self.opening is None:
+            self.opening = text
+        observation, admissible = observation_parts(text)
+        self.steps.append(Step(observation, command, "\n".join(self.thought).strip() or None, admissible))
+        self.observation, self.thought, self.after_think = [], [], False
+        return offset
+
+    def fenced(self, command: str, offset: int) -> tuple[str, int]:
+        """``Action:`` then a fenced block (on the same line or the next non-blank one): the block's
+        lines are the command, without the language tag. Returns the command and its last line."""
+        lines = self.episode.lines
+        if command:
+            start, opener = offset, command
+        else:
+            start = next((i for i in range(offset + 1, len(lines)) if lines[i].strip()), offset)
+            opener = lines[start] if start > offset else ""
+        fence = _FENCE.match(opener)
+        if fence is None:
+            return command, offset
+        if start == offset and len(opener) > 6 and opener.endswith(fence.group("fence")):  # ```ls -la```
+            return opener.strip("`~ "), offset
+        for end in range(start + 1, len(lines)):
+            if lines[end].strip() == fence.group("fence"):
+                return "\n".join(lines[start + 1 : end]).strip(), end
+        raise RecordError(
+            f"line {self.episode.start_line + start}: the fenced action opened here is never closed", reason="bad_value"
+        )
+
+    def text(self, line: str) -> None:
+        """A line that is no action: thought, a think reply, a header, or observation text."""
+        thought = _THOUGHT.match(line)
+        if thought:
+            self.thought.append(thought.group("text"))
+            self.in_thought = True
+            return
+        if self.in_thought and line.strip() and not _OBSERVATION_LABEL.match(line):
+            self.thought.append(line.strip())
+            return
+        self.in_thought = False
+        if self.after_think and _THINK_REPLY.match(line):
+            return
+        self.after_think = False
+        if _TASK_HEADER.match(line):
+            self.restart()
+        elif not (_BANNER.match(line) or _ENVIRONMENT_HEADER.match(line)):
+            self.observation.append(line)
 
 
 def parse_episode(episode: Episode) -> tuple[str, list[Step], Outcome]:
     """(task, steps, outcome) of one transcript episode."""
-    steps: list[Step] = []
-    observation: list[str] = []
-    thought: list[str] = []
-    in_thought = False
-    after_think = False  # the environment answers "> think: ..." with "OK.", which is no observation
-    opening: str | None = None
-    for offset, line in enumerate(episode.lines):
-        action = ACTION_LINE.match(line)
-        if action:
-            command = action.group("command")
-            in_thought = False
-            if _THINK.match(command):
-                thought.append(_THINK.sub("", command, count=1))
-                after_think = True
-                continue
-            if not command:
-                if line.lstrip().startswith(">"):  # a bare prompt, nothing typed
-                    continue
-                raise RecordError(f"line {episode.start_line + offset}: empty action", reason="bad_value")
-            text = "\n".join(observation)
-            if opening is None:
-                opening = text
-            obs, admissible = observation_parts(text)
-            steps.append(Step(obs, command, "\n".join(thought).strip() or None, admissible))
-            observation, thought, after_think = [], [], False
-            continue
-        thought_line = _THOUGHT.match(line)
-        if thought_line:
-            thought.append(thought_line.group("text"))
-            in_thought = True
-            continue
-        if in_thought and line.strip():
-            thought.append(line.strip())
-            continue
-        in_thought = False
-        if after_think and line.strip() in ("", "OK", "OK."):
-            continue
-        after_think = False
-        if not _BANNER.match(line):
-            observation.append(line)
-    if opening is None:
-        return extract_task("\n".join(observation)), [], Outcome()
-    return extract_task(opening), steps, _outcome(observation)
+    return _EpisodeParser(episode).parse()
 
 
 class ReactReader(Reader):
@@ -173,6 +241,9 @@ class ReactReader(Reader):
     def convert(self, record: Record, ctx: FileContext) -> Trajectory:
         episode: Episode = record.value
         task, steps, outcome = parse_episode(episode)
-        task_id = episode.marker_id or ctx.fallback_task_id(record.index)
+        number = environment_number(episode)
+        task_id = episode.marker_id or (
+            f"{ctx.path.stem}:env_{number}" if number else ctx.fallback_task_id(record.index)
+        )
         env = resolve_env(None, ctx.env_override, (episode.marker_id, ctx.path.name), episode.lines[:40])
         return Trajectory(task_id, env, task, tuple(steps), outcome, {"format": self.name})

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SampleRequest
-from openrlhf_act.actions import normalize_action
+from openrlhf_act.actions import Completion, normalize_action
 from openrlhf_act.prompts import action_response
 
 
@@ -41,10 +41,10 @@ class AdmissibleSampler(SamplerBase):
     def fingerprint(self) -> dict[str, Any]:
         return {"sampler": self.name, "format": FORMAT_VERSION}
 
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[str]]:
+    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]:
         results = []
         for request in requests:
             pool = alternative_pool(request.admissible, request.expert)
             drawn = random.Random(request.seed).sample(pool, min(request.n, len(pool)))
-            results.append([action_response(action) for action in drawn])
+            results.append([Completion(action_response(action), "stop") for action in drawn])
         return results

@@ -1,8 +1,9 @@
 """What every alternative sampler shares: the request, the protocol, the common options.
 
-A sampler turns agent prompts (chat messages) into raw completion texts of the *initial policy*; the
-resampling loop (``data_tools.alternatives``) parses and filters them. ``fingerprint()`` is the cache
-key of sampled results, so it lists everything that changes the output and nothing that does not.
+A sampler turns agent prompts (chat messages) into raw completions of the *initial policy* (text and
+finish reason); the resampling loop (``data_tools.alternatives``) parses and filters them.
+``fingerprint()`` is the cache key of sampled results, so it lists everything that changes the
+output and nothing that does not.
 This module is stdlib only: heavy backends are imported inside the sampler that needs them.
 """
 
@@ -17,10 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 
 # Bump when a change to a sampler changes its completions for unchanged options (invalidates caches).
-FORMAT_VERSION = 1
+# 2: completions carry their finish reason.
+FORMAT_VERSION = 2
 _MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".jinja", ".txt")
 
 
@@ -42,13 +45,13 @@ class SampleRequest:
 
 @runtime_checkable
 class Sampler(Protocol):
-    """What the resampling loop needs: ``sample`` returns ``n`` raw completions per request, in order."""
+    """What the resampling loop needs: ``sample`` returns ``n`` completions per request, in order."""
 
     name: str
 
     def fingerprint(self) -> dict[str, Any]: ...
 
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[str]]: ...
+    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...
 

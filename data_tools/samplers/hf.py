@@ -28,6 +28,7 @@ from data_tools.samplers.base import (
     render_prompt,
     require_model,
 )
+from openrlhf_act.actions import Completion, prompt_opens_think
 from openrlhf_act.cli import UsageError
 
 logger = logging.getLogger(__name__)
@@ -118,13 +119,14 @@ class HFSampler(SamplerBase):
     def render(self, messages: list[dict[str, str]]) -> str:
         return render_prompt(self._load()[1], messages, self.options.chat_template_kwargs)
 
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[str]]:
+    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]:
         if not requests:
             return []
         import torch
 
         model, tokenizer = self._load()
-        results: list[list[str]] = [[] for _ in requests]
+        results: list[list[Completion]] = [[] for _ in requests]
+        stops = _stop_token_ids(model, tokenizer)
         for batch in plan_batches(requests, self.batch_size):
             texts = [self.render(requests[i].messages) for i in batch]
             # The chat template already holds any BOS token: adding special tokens again would double it.
@@ -138,9 +140,16 @@ class HFSampler(SamplerBase):
                 )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
             decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            # A row that never produced an end-of-turn token was cut off by max_new_tokens.
+            finished = torch.isin(new_tokens, torch.tensor(stops, device=new_tokens.device)).any(dim=1).tolist()
+            opened = [prompt_opens_think(texts[row // (1 if greedy else n)]) for row in range(len(decoded))]
+            completions = [
+                Completion(text, "stop" if done else "length", think)
+                for text, done, think in zip(decoded, finished, opened)
+            ]
             for row, i in enumerate(batch):
                 # Greedy decoding gives one completion per prompt (transformers refuses n > 1): repeat it.
-                results[i] = [decoded[row]] * n if greedy else decoded[row * n : (row + 1) * n]
+                results[i] = [completions[row]] * n if greedy else completions[row * n : (row + 1) * n]
         return results
 
     def _generate_kwargs(self, n: int) -> dict[str, Any]:
@@ -162,3 +171,11 @@ class HFSampler(SamplerBase):
             import torch
 
             torch.cuda.empty_cache()
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The token ids that end a turn: the generation config's ``eos_token_id`` (an id or a list) and
+    the tokenizer's own EOS."""
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})

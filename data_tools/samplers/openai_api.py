@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SampleRequest, SamplerError, SamplerOptions
+from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class OpenAISampler(SamplerBase):
             **self.options.sampling_fingerprint(),
         }
 
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[str]]:
+    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]:
         if not requests:
             return []
         answers = run_sync(self._sample_all(list(requests)))
@@ -108,7 +109,7 @@ class OpenAISampler(SamplerBase):
             logger.warning("openai sampler: %s rejected state %r: %s", self.base_url, request.key, answer.message)
         return [[] if isinstance(a, _Rejected) else a for a in answers]
 
-    async def _sample_all(self, requests: list[SampleRequest]) -> list[list[str] | _Rejected]:
+    async def _sample_all(self, requests: list[SampleRequest]) -> list[list[Completion] | _Rejected]:
         from openai import AsyncOpenAI
 
         semaphore = asyncio.Semaphore(self.options.max_concurrency)
@@ -130,7 +131,7 @@ class OpenAISampler(SamplerBase):
 
     async def _complete(
         self, client: Any, semaphore: asyncio.Semaphore, request: SampleRequest
-    ) -> list[str] | _Rejected:
+    ) -> list[Completion] | _Rejected:
         import openai
 
         opts = self.options
@@ -158,4 +159,5 @@ class OpenAISampler(SamplerBase):
                     f"openai sampler: {self.base_url} failed for state {request.key!r} "
                     f"(max_retries={opts.max_retries}): {type(exc).__name__}: {exc}"
                 ) from exc
-        return [choice.message.content or "" for choice in sorted(response.choices, key=lambda c: c.index)]
+        choices = sorted(response.choices, key=lambda c: c.index)
+        return [Completion(choice.message.content or "", choice.finish_reason) for choice in choices]

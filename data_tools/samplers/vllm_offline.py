@@ -28,6 +28,7 @@ from data_tools.samplers.base import (
     render_prompt,
     require_model,
 )
+from openrlhf_act.actions import Completion, prompt_opens_think
 from openrlhf_act.cli import UsageError
 
 logger = logging.getLogger(__name__)
@@ -137,9 +138,9 @@ class VLLMSampler(SamplerBase):
             max_tokens=opts.max_tokens,
         )
 
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[str]]:
+    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]:
         """Completions per request, in order; a prompt longer than the model's context gets ``[]``."""
-        results: list[list[str]] = [[] for _ in requests]
+        results: list[list[Completion]] = [[] for _ in requests]
         step = self.options.batch_size or len(requests) or 1
         for start in range(0, len(requests), step):
             indices = range(start, min(start + step, len(requests)))
@@ -147,7 +148,7 @@ class VLLMSampler(SamplerBase):
                 results[i] = texts
         return results
 
-    def _generate(self, requests: Sequence[SampleRequest], indices: Sequence[int]) -> dict[int, list[str]]:
+    def _generate(self, requests: Sequence[SampleRequest], indices: Sequence[int]) -> dict[int, list[Completion]]:
         """Enqueue prompts in small chunks so the engine process starts on the first chunk while this
         process still renders and tokenizes the rest, then wait for all of them."""
         llm = self.engine
@@ -155,10 +156,12 @@ class VLLMSampler(SamplerBase):
         max_len = llm.llm_engine.model_config.max_model_len
         enqueued: list[int] = []
         engine_ids: list[str] = []
+        think_open: dict[int, bool] = {}
         try:
             for start in range(0, len(requests), ENQUEUE_CHUNK):
                 chunk = list(zip(indices[start : start + ENQUEUE_CHUNK], requests[start : start + ENQUEUE_CHUNK]))
                 texts = [render_prompt(tokenizer, r.messages, self.options.chat_template_kwargs) for _, r in chunk]
+                think_open.update((i, prompt_opens_think(text)) for (i, _), text in zip(chunk, texts))
                 # The chat template already holds any BOS token: adding special tokens again would double it.
                 token_ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
                 fits = [(i, r, ids) for (i, r), ids in zip(chunk, token_ids) if len(ids) < max_len]
@@ -184,7 +187,10 @@ class VLLMSampler(SamplerBase):
                 len(requests),
                 max_len,
             )
-        return {i: [c.text for c in sorted(o.outputs, key=lambda c: c.index)] for i, o in zip(enqueued, outputs)}
+        return {
+            i: [Completion(c.text, c.finish_reason, think_open[i]) for c in sorted(o.outputs, key=lambda c: c.index)]
+            for i, o in zip(enqueued, outputs)
+        }
 
     def close(self) -> None:
         """Shut the engine core (and its worker processes) down and drop the model."""

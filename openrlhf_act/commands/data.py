@@ -29,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _input_options(build)
     _collect_options(build, for_build=True)
     _state_options(build)
+    _prompt_options(build, for_build=True)
     _split_options(build)
     pairs = build.add_argument_group("contrast prompts")
     pairs.add_argument("--candidates", type=int, default=2, help="K candidates per prompt: expert + K-1 (default 2)")
@@ -67,6 +68,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     _input_options(export)
     _state_options(export)
+    _prompt_options(export, for_build=False)
     _split_options(export)
     export.add_argument("--with-thought", action="store_true", help="SFT targets include the expert's thought")
     export.set_defaults(func=run_export)
@@ -149,6 +151,30 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=50,
         help="list admissible actions in the prompt only when there are at most this many (default 50)",
+    )
+
+
+def _prompt_options(parser: argparse.ArgumentParser, *, for_build: bool) -> None:
+    from data_tools.prompt_budget import DEFAULT_MAX_PROMPT_TOKENS
+
+    group = parser.add_argument_group("prompt budget")
+    if for_build:
+        limit_default = f"default {DEFAULT_MAX_PROMPT_TOKENS}, the recipes' PROMPT_MAX_LEN"
+        tokenizer_default = "default: --model when it is a local directory, else a conservative estimate"
+    else:
+        limit_default = f"default: the build's with --build, else {DEFAULT_MAX_PROMPT_TOKENS}"
+        tokenizer_default = "default: the build's with --build, else a conservative estimate"
+    group.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=DEFAULT_MAX_PROMPT_TOKENS if for_build else None,
+        help="no prompt is longer: the oldest history turns go first, then the current observation is clipped; "
+        f"rows whose task and candidates alone do not fit are dropped and counted ({limit_default})",
+    )
+    group.add_argument(
+        "--tokenizer",
+        default=None,
+        help=f"count prompt tokens with this tokenizer's chat template ({tokenizer_default})",
     )
 
 
@@ -281,6 +307,11 @@ def _plan(plan_episodes, env: str, tasks: list[str], variations: str):
         raise _usage(str(exc)) from None
 
 
+def _local_dir(model: str | None) -> str | None:
+    """The policy's own tokenizer counts prompt tokens when the model is on this machine."""
+    return model if model and Path(model).is_dir() else None
+
+
 def _tasks(raw: str | None) -> list[str]:
     return [t.strip() for t in (raw or "").split(",") if t.strip()]
 
@@ -316,6 +347,8 @@ def run_build(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             require_admissible=args.require_admissible,
             batch_size=args.batch_size,
+            max_prompt_tokens=args.max_prompt_tokens,
+            tokenizer=args.tokenizer or _local_dir(args.model),
         )
     except ValueError as exc:
         raise _usage(str(exc)) from None

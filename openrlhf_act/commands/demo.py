@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 HELP = "run data -> ACT -> IL -> RL -> eval end to end on this machine (CPU, tiny model)"
+CPU_PROMPT_MAX_LEN = "1536"  # PRESET=cpu's PROMPT_MAX_LEN (recipes/common.sh): no prompt may be longer
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -110,11 +111,9 @@ def _run(args: argparse.Namespace, out: Path, reporter: _Reporter) -> int:
          [sys.executable, "-m", "openrlhf_act.devtools.tiny_model", str(model)])  # fmt: skip
 
     if not (data / "act" / "manifest.json").is_file():
-        step(
-            "data",
-            "ScienceWorld gold trajectories -> ACT contrast prompts",
-            [*cli, "data", "build", "--out", str(data / "act"), "--tasks", args.tasks],
-        )
+        build = [*cli, "data", "build", "--out", str(data / "act"), "--tasks", args.tasks]
+        fit = ["--max-prompt-tokens", CPU_PROMPT_MAX_LEN, "--tokenizer", str(model)]
+        step("data", "ScienceWorld gold trajectories -> ACT contrast prompts", [*build, *fit])
     for kind in ("sft", "next_action", "dpo", "sft_choice"):
         if not (data / kind / "manifest.json").is_file():
             export = [*cli, "data", "export", "--kind", kind, "--build", str(data / "act"), "--out", str(data / kind)]

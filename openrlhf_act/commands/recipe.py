@@ -22,7 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--preset", action="append", default=[], help="only this preset (repeatable)")
     check.add_argument("--stages", action="append", default=[], help="pipeline.sh: only this STAGES value (repeatable)")
     check.add_argument(
-        "--check-data", action="store_true", help="also open local dataset files: existence, columns, blendable types"
+        "--check-data",
+        action="store_true",
+        help="also open local dataset files: existence, columns, blendable types, prompts within the recipe's limit",
     )
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     check.set_defaults(func=run_check)

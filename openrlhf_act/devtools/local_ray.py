@@ -82,9 +82,12 @@ class LocalRayHead:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise RayHeadError(f"the Ray head exited with status {self._process.returncode}; see {self.log_path}")
-            probe = subprocess.run(
-                [ray, "status", f"--address={self.address}"], env=env, capture_output=True, text=True, timeout=60
-            )
+            try:  # one slow probe on a busy machine is not a failure: probe again until the deadline
+                probe = subprocess.run(
+                    [ray, "status", f"--address={self.address}"], env=env, capture_output=True, text=True, timeout=60
+                )
+            except subprocess.TimeoutExpired:
+                continue
             if probe.returncode == 0 and "GPU" in probe.stdout:  # up, with its resources registered
                 return
             time.sleep(1.0)

@@ -50,30 +50,10 @@ def build_tiny_model(
     if (out / "config.json").exists() and (out / "tokenizer.json").exists() and (out / "model.safetensors").exists():
         return out
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        unk_token=None,
-        additional_special_tokens=["<|im_start|>"],
-    )
-    fast.chat_template = CHATML_TEMPLATE
-    fast.model_max_length = max_position_embeddings
+    fast = build_tiny_tokenizer(max_position_embeddings, vocab_size)
     fast.save_pretrained(out)
 
     torch.manual_seed(seed)
@@ -93,10 +73,43 @@ def build_tiny_model(
         torch_dtype="float32",
     )
     model = Qwen2ForCausalLM(config)
-    model.save_pretrained(out, safe_serialization=True)
-    generation = {"eos_token_id": fast.eos_token_id, "pad_token_id": fast.pad_token_id}
-    (out / "generation_config.json").write_text(json.dumps(generation))
+    save_model(model, fast, out)
     return out
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Weights plus a generation config that names the chat template's end of turn."""
+    model.save_pretrained(out, safe_serialization=True)
+    generation = {"eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    (out / "generation_config.json").write_text(json.dumps(generation))
+
+
+def build_tiny_tokenizer(max_length: int = 4096, vocab_size: int = 512):
+    """A byte-level BPE tokenizer trained on a small corpus, with the ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    fast.model_max_length = max_length
+    return fast
 
 
 if __name__ == "__main__":  # python -m openrlhf_act.devtools.tiny_model DIR (the demo, PRESET=cpu)

@@ -1,8 +1,9 @@
 """``eval episodes``: a policy plays whole episodes; success rate and score per task and split.
 
 The agent sees exactly the prompt of IL data and ACT sampling: ``data_tools.states.make_state`` over
-the live episode's turns, rendered by ``openrlhf_act.prompts.agent_messages``; its reply is parsed by
-``openrlhf_act.actions.parse_action``. Environments run in worker processes
+the live episode's turns, rendered by ``openrlhf_act.prompts.agent_messages``; its reply is read by
+``openrlhf_act.actions.read_action`` (the rule the ``next_action`` reward scores and the samplers
+accept alternatives by; a reply cut off by the length limit executes nothing). Environments run in worker processes
 (:mod:`openrlhf_act.eval.workers`) and every round makes *one* batched policy call for all episodes
 waiting for an action, then dispatches the actions to their workers.
 
@@ -29,7 +30,7 @@ from typing import Any
 from data_tools.samplers.base import SampleRequest
 from data_tools.states import StateConfig, make_state
 from openrlhf_act import __version__
-from openrlhf_act.actions import parse_action
+from openrlhf_act.actions import read_action
 from openrlhf_act.cli import UsageError
 from openrlhf_act.envs.base import EnvStep, EnvTask
 from openrlhf_act.envs.registry import episode_key, preflight
@@ -336,15 +337,19 @@ class EpisodeRunner:
         requests = [self._request(s.episode) for s in ready]  # type: ignore[arg-type]
         responses = self.policy.respond(requests)
         self.stats.policy_calls += 1
-        for slot, response in zip(ready, responses):
+        for slot, completion in zip(ready, responses):
             episode = slot.episode
             assert episode is not None
-            action = parse_action(response)
+            action, reason = read_action(
+                completion.response, admissible=episode.admissible, truncated=completion.truncated
+            )
             entry = {
                 "step": len(episode.transcript),
                 "prompt": episode.prompt,
-                "response": response,
+                "response": completion.text,
+                "finish_reason": completion.finish_reason,
                 "action": action,
+                "action_reason": reason,
                 "expert": episode.expert,
             }
             if action is not None:

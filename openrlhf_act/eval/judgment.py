@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.samplers.base import SampleRequest
+from openrlhf_act.actions import Completion
 from openrlhf_act.eval.next_action import task_of
 from openrlhf_act.eval.offline import (
     PREDICTIONS_FILE,
@@ -124,17 +125,21 @@ def run_judgment(
             (f"{row.index}:swap", _request(key + ":swap", messages, seed, -1 - row.index, row.label.expert))
         )
 
-    def record(rid: str, response: str) -> dict[str, Any]:
+    def record(rid: str, completion: Completion) -> dict[str, Any]:
         if rid in swap_rows:
             row, raw = swap_rows[rid]
         else:
             row = rows[int(rid)]
             raw = row.raw_label
-        result = judgment_reward(response, raw, reward_config)
-        verdict = parse_verdict(response, len(row.label.candidates), tag=tag)
+        response, truncated = completion.response, completion.truncated
+        result = judgment_reward(response, raw, reward_config, truncated=truncated)
+        verdict = parse_verdict(
+            response, len(row.label.candidates), tag=tag, truncated=truncated, candidates=row.label.candidates
+        )
         return {
             "row": row.index,
-            "response": response,
+            "response": completion.text,
+            "finish_reason": completion.finish_reason,
             "choice": verdict.choice,
             "reason": verdict.reason,
             "correct": bool(result.score),

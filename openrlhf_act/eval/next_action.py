@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.samplers.base import SampleRequest
-from openrlhf_act.actions import parse_action
+from openrlhf_act.actions import Completion, read_action
 from openrlhf_act.eval.offline import (
     PREDICTIONS_FILE,
     SUMMARY_JSON,
@@ -67,17 +67,19 @@ def run_next_action(
     reward_config = RewardConfig()
     by_id = {str(r.index): r for r in rows}
 
-    def record(rid: str, response: str) -> dict[str, Any]:
+    def record(rid: str, completion: Completion) -> dict[str, Any]:
         row = by_id[rid]
-        result = next_action_reward(response, row.raw_label, reward_config)
+        response, truncated = completion.response, completion.truncated
+        result = next_action_reward(response, row.raw_label, reward_config, truncated=truncated)
         return {
             "row": row.index,
             "task_id": row.label.task_id,
             "env": row.label.env,
             "step": row.label.step,
             "expert": row.label.expert,
-            "response": response,
-            "action": parse_action(response),
+            "response": completion.text,
+            "finish_reason": completion.finish_reason,
+            "action": read_action(response, admissible=row.label.admissible, truncated=truncated).action,
             "reward": result.reward,
             "correct": bool(result.score),
             "admissible": bool(result.logs["admissible"]),

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from data_tools.io import sha256_file
 from data_tools.samplers.base import SampleRequest
 from openrlhf_act import __version__
+from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import RecordLog, read_records, write_json
@@ -103,14 +104,14 @@ def ask_missing(
     policy: Policy,
     requests: Sequence[tuple[str, SampleRequest]],
     log_path: Path,
-    make_record: Callable[[str, str], dict[str, Any]],
+    make_record: Callable[[str, Completion], dict[str, Any]],
     *,
     chunk_size: int,
     progress: bool,
     desc: str,
 ) -> dict[str, dict[str, Any]]:
     """Answer every ``(record id, request)`` that ``log_path`` does not hold yet, ``chunk_size`` at a
-    time; ``make_record(record_id, response)`` builds what is appended. Returns all records by id."""
+    time; ``make_record(record_id, completion)`` builds what is appended. Returns all records by id."""
     from tqdm import tqdm
 
     done = {r["id"]: r for r in read_records(log_path)}

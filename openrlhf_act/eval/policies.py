@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from data_tools.samplers.base import SampleRequest
+from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 
 EXPERT = "expert"
@@ -21,13 +22,14 @@ EVAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0}
 
 
 class Policy(Protocol):
-    """``respond`` returns one raw response per request, in order; ``calls`` counts batched calls."""
+    """``respond`` returns one completion (text and finish reason) per request, in order; ``calls``
+    counts batched calls."""
 
     name: str
     needs_expert: bool
     calls: int
 
-    def respond(self, requests: Sequence[SampleRequest]) -> list[str]: ...
+    def respond(self, requests: Sequence[SampleRequest]) -> list[Completion]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -43,9 +45,9 @@ class ExpertPolicy:
     def __init__(self) -> None:
         self.calls = 0
 
-    def respond(self, requests: Sequence[SampleRequest]) -> list[str]:
+    def respond(self, requests: Sequence[SampleRequest]) -> list[Completion]:
         self.calls += 1
-        return [f"Action: {r.expert}" if r.expert else "" for r in requests]
+        return [Completion(f"Action: {r.expert}" if r.expert else "", "stop") for r in requests]
 
     def describe(self) -> dict[str, Any]:
         return {"policy": self.name}
@@ -67,10 +69,11 @@ class SamplerPolicy:
         self.sampler = make_sampler(name, **self.options)
         self.calls = 0
 
-    def respond(self, requests: Sequence[SampleRequest]) -> list[str]:
+    def respond(self, requests: Sequence[SampleRequest]) -> list[Completion]:
+        """A prompt the backend refused (too long for the model) answers an empty completion."""
         self.calls += 1
         single = [dataclasses.replace(r, n=1) for r in requests]
-        return [completions[0] if completions else "" for completions in self.sampler.sample(single)]
+        return [completions[0] if completions else Completion("", None) for completions in self.sampler.sample(single)]
 
     def describe(self) -> dict[str, Any]:
         """What identifies the policy in a run's config (secrets such as API keys left out)."""

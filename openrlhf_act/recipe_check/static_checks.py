@@ -187,7 +187,8 @@ def _contains(args: list[str], words: list[str]) -> bool:
 
 
 def check_datasets(check: CommandCheck, launch: Launch, args: Any) -> None:
-    """--check-data: local dataset files exist, carry the columns the flags name, and blend."""
+    """--check-data: local dataset files exist, carry the columns the flags name, blend, and hold no
+    prompt longer than the recipe's prompt limit."""
     keys = _column_flags(launch.module, args)
     for section, data_attr, _, _ in _DATASET_ARGS.get(launch.module, ()):
         flag = f"--{section}.{data_attr}"
@@ -210,9 +211,47 @@ def check_datasets(check: CommandCheck, launch: Launch, args: Any) -> None:
                 check.add("error", f"{name}: first row lacks the column(s) {', '.join(missing)}", flag)
                 continue
             shapes.append((name, {col: type(row[col]).__name__ for col in keys.values()}))
+            _check_prompt_length(check, flag, path, keys, launch.module, args)
         for (first, a), (other, b) in itertools.pairwise(shapes):
             if a != b:
                 check.add("error", f"{flag}: {first} and {other} cannot be blended: column types {a} vs {b}", flag)
+
+
+def _check_prompt_length(
+    check: CommandCheck, flag: str, path: Path, keys: dict[str, str], module: str, args: Any
+) -> None:
+    """OpenRLHF cuts an over-long prompt at its start (the system prompt and the task): no row of a
+    data file may be longer than the recipe's prompt limit."""
+    from data_tools.prompt_budget import longest_prompt
+
+    limit = _prompt_limit(module, args)
+    input_key = keys.get("--data.input_key") or keys.get("--data.prompt_key")
+    if limit is None or input_key is None:
+        return
+    found = longest_prompt(path, input_key)
+    if found is not None and found[0] > limit[0]:
+        check.add(
+            "error",
+            f"{path}: prompts up to {found[0]} tokens ({found[1]}) exceed the recipe's prompt limit {limit[0]} "
+            f"({limit[1]}); OpenRLHF would cut their start, where the system prompt and the task are: rebuild "
+            f"with `openrlhf-act data build/export --max-prompt-tokens {limit[0]}`",
+            flag,
+        )
+
+
+def _prompt_limit(module: str, args: Any) -> tuple[int, str] | None:
+    """The prompt limit as the recipe resolves it: PROMPT_MAX_LEN for GRPO stages (passed to OpenRLHF as
+    --data.max_len PROMPT_MAX_LEN + GENERATE_MAX_LEN and --rollout.max_new_tokens GENERATE_MAX_LEN), the
+    whole sequence (SFT_MAX_LEN) for supervised ones; none for multi-turn SFT, which has no prompt."""
+    max_len = _get(args, "data.max_len")
+    if not isinstance(max_len, int) or _get(args, "data.multiturn"):
+        return None
+    if module != "openrlhf.cli.train_ppo_ray":
+        return max_len, "--data.max_len, SFT_MAX_LEN"
+    new_tokens = _get(args, "rollout.max_new_tokens")
+    if not isinstance(new_tokens, int):
+        return None
+    return max_len - new_tokens, "--data.max_len - --rollout.max_new_tokens, PROMPT_MAX_LEN"
 
 
 def _column_flags(module: str, args: Any) -> dict[str, str]:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from openrlhf_act.actions import END_MARKERS
+from openrlhf_act.actions import END_MARKERS, prompt_opens_think, with_prefilled_think
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.config import RewardConfig
 
@@ -21,7 +21,21 @@ RewardFn = Callable[..., RewardResult]
 _TAIL_CHARS = 64
 _GARBLED_CHARS = 16
 _TEMPLATE_TAIL_CHARS = 256
-_END_MARKER = re.compile("|".join(re.escape(m) for m in END_MARKERS))
+# Text that shows which chat template (or tokenizer) rendered a prompt, so that a finished response
+# is known to end with one of END_MARKERS: turn markers at the prompt's end, BOS tokens at its start.
+TEMPLATE_MARKERS = (
+    *END_MARKERS,
+    "<|im_start|>",
+    "<|start_header_id|>",
+    "[/INST]",
+    "<start_of_turn>",
+    "<|assistant|>",
+    "<｜Assistant｜>",
+    "<s>",
+    "<|begin_of_text|>",
+    "<bos>",
+)
+_TEMPLATE_MARKER = re.compile("|".join(re.escape(m) for m in TEMPLATE_MARKERS))
 
 
 def response_from_query(query: str, prompt: str) -> str | None:
@@ -99,16 +113,26 @@ def _shortest_overlap_kmp(text: str, head: str, at_least: int) -> int | None:
 
 
 def looks_truncated(response: str, prompt: str) -> bool:
-    """Best-effort length-limit detection from text alone.
+    """Length-limit detection from text alone.
 
-    OpenRLHF decodes with special tokens kept, so a finished turn ends with the template's end
-    marker. Only templates whose turns visibly end with a known marker (ChatML, Llama 3, Gemma, ...)
-    are judged; for others this returns False (use OpenRLHF's ``--reward.stop_properly_penalty_coef``).
+    OpenRLHF decodes with special tokens kept, so a finished turn ends with its end-of-turn token
+    (``<|im_end|>``, ``<|eot_id|>``, ``</s>``, ``<end_of_turn>``, ...). That is relied on only where
+    the prompt shows a known template or BOS token (ChatML/Qwen, Llama 2 and 3, Mistral, Gemma, OLMo,
+    DeepSeek, and plain prompts of tokenizers that add a BOS). A prompt with none of them cannot be
+    judged: it counts ``truncation_unknown`` and warns (use OpenRLHF's
+    ``--reward.stop_properly_penalty_coef`` there) instead of calling every response cut off.
     """
-    # a turn's end marker sits right before the assistant header, at the end of the prompt
-    if _END_MARKER.search(prompt, max(0, len(prompt) - _TEMPLATE_TAIL_CHARS)) is None:
+    if response.rstrip().endswith(END_MARKERS):
         return False
-    return not response.rstrip().endswith(END_MARKERS)
+    tail_from = max(0, len(prompt) - _TEMPLATE_TAIL_CHARS)
+    if _TEMPLATE_MARKER.search(prompt, tail_from) or _TEMPLATE_MARKER.search(prompt, 0, _TEMPLATE_TAIL_CHARS):
+        return True
+    STATS.add("truncation_unknown")
+    logger.warning(
+        "openrlhf-act: cannot tell whether responses were cut off by the length limit: the prompt shows no known "
+        "chat template or BOS token (set --reward.stop_properly_penalty_coef in OpenRLHF to penalise them)"
+    )
+    return False
 
 
 def _fallback(reward_fn_logs: Sequence[str], value: float) -> RewardResult:
@@ -129,7 +153,10 @@ def score_one(
         if response is None:
             STATS.add(f"{name}.response_not_found")
             return _fallback(log_keys, config.malformed)
-        return reward_fn(response, label, config, truncated=looks_truncated(response, prompt_s))
+        truncated = looks_truncated(response, prompt_s)
+        # A reward sees the whole response: a <think> the chat template pre-filled is put back in front.
+        response = with_prefilled_think(response, prompt_opens_think(prompt_s))
+        return reward_fn(response, label, config, truncated=truncated)
     except Exception as exc:  # the contract: never raise into OpenRLHF
         STATS.add(f"{name}.internal_error")
         logger.exception("openrlhf-act %s: reward failed (%s); returning the malformed reward", name, exc)

@@ -28,13 +28,31 @@ LOG_KEYS = (
 
 
 def judgment_reward(response: str, label: object, config: RewardConfig, *, truncated: bool = False) -> RewardResult:
-    """Reward ``config.correct`` / ``wrong`` / ``malformed``; score is 1.0 only for a correct choice."""
+    """Reward ``config.correct`` / ``wrong`` / ``malformed``; score is 1.0 only for a correct choice.
+
+    ``truncated``: the response was cut off by the length limit (see :mod:`openrlhf_act.verdict`).
+
+    >>> from openrlhf_act.schema import JudgmentLabel, encode_label
+    >>> label = encode_label(JudgmentLabel(answer=2, candidates=("open door", "go to kitchen"),
+    ...     expert="go to kitchen", pair_id="p0", task_id="t0", env="alfworld", step=3))
+    >>> response = "<think>The key is in the kitchen.</think><answer>Action 2</answer>"
+    >>> judgment_reward(response, label, RewardConfig()).reward
+    1.0
+    >>> judgment_reward("<answer>Action 1 or Action 2</answer>", label, RewardConfig()).logs["malformed"]
+    1.0
+    """
     try:
         decoded = decode_judgment_label(label)
     except DataError as exc:
         return label_error_result(NAME, exc, label, LOG_KEYS, response, config.label_error)
 
-    verdict = parse_verdict(response, len(decoded.candidates), truncated=truncated, tag=config.verdict_tag)
+    verdict = parse_verdict(
+        response,
+        len(decoded.candidates),
+        truncated=truncated,
+        tag=config.verdict_tag,
+        candidates=decoded.candidates,
+    )
     gold_first = decoded.answer == 1
     correct = verdict.choice == decoded.answer
     if verdict.malformed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from openrlhf_act.actions import match_admissible, normalize_action, parse_action
+from openrlhf_act.actions import match_admissible, normalize_action, read_action
 from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.schema import DataError, decode_next_action_label
@@ -13,15 +13,26 @@ LOG_KEYS = ("accuracy", "admissible", "malformed", "response_chars", "truncated"
 
 
 def next_action_reward(response: str, label: object, config: RewardConfig, *, truncated: bool = False) -> RewardResult:
-    """``exact`` for the expert action (after normalization), ``admissible`` for another admissible
-    action, ``other`` for any other action, ``unparseable`` when no action can be read or the
-    response was cut off. Score is 1.0 only for an exact match."""
+    r"""``exact`` for the expert action (after normalization), ``admissible`` for another admissible
+    action, ``other`` for any other action, ``unparseable`` when the response commits to no action
+    (:func:`openrlhf_act.actions.read_action`, the rule the evaluation harness executes) or was cut
+    off. Score is 1.0 only for an exact match.
+
+    >>> from openrlhf_act.schema import NextActionLabel, encode_label
+    >>> label = encode_label(NextActionLabel(expert="open fridge", admissible=("open fridge", "look around"),
+    ...     task_id="t0", env="alfworld", step=3))
+    >>> next_action_reward("Thought: milk is cold.\nAction: open fridge", label, RewardConfig()).reward
+    1.0
+    >>> hallucinated = "Action: look around\nObservation: You see a fridge.\nAction: open fridge"
+    >>> next_action_reward(hallucinated, label, RewardConfig()).reward  # the first action is the one executed
+    0.1
+    """
     try:
         decoded = decode_next_action_label(label)
     except DataError as exc:
         return label_error_result(NAME, exc, label, LOG_KEYS, response, config.label_error)
 
-    action = None if truncated else parse_action(response)
+    action, _ = read_action(response, admissible=decoded.admissible, truncated=truncated)
     exact = action is not None and normalize_action(action) == normalize_action(decoded.expert)
     admissible = action is not None and match_admissible(action, decoded.admissible) is not None
     if action is None:

@@ -52,7 +52,7 @@ from typing import Any
 
 from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
 
-from openrlhf_act.actions import parse_action
+from openrlhf_act.actions import read_action
 from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
 from openrlhf_act.envs.registry import make_env
 from openrlhf_act.prompts import episode_messages, safe_text
@@ -253,6 +253,7 @@ class Episode:
     done: bool = False
     error: str | None = None
     last_output: dict[str, Any] = field(default_factory=dict)
+    admissible: tuple[str, ...] | None = None  # the current state's, for bare-command replies
 
     def logs(self) -> dict[str, float]:
         return {
@@ -299,6 +300,7 @@ class EnvEpisode(AgentInstanceBase):
             self._fail(exc)
             return {"observation": states["observation"]}
         episode.max_steps = episode.label.max_steps or episode.env.max_steps
+        episode.admissible = first.admissible
         self._score(first)
         return {
             "observation": episode.turns.opening(episode.label.env, episode.env.task_description, first.observation)
@@ -355,13 +357,15 @@ class EnvEpisode(AgentInstanceBase):
         episode = self.episode
         assert episode.env is not None
         episode.steps += 1
-        action = parse_action(response)
+        truncated = episode.last_output.get("finish_reason") == "length"
+        action, _ = read_action(response, admissible=episode.admissible, truncated=truncated)
         if action is None:
             episode.unparseable += 1
             return 0.0, NO_ACTION_FEEDBACK
         step = await asyncio.to_thread(episode.env.step, action)
         episode.invalid += not step.valid
         episode.done = step.done
+        episode.admissible = step.admissible
         return self._score(step), step.observation
 
 
