@@ -113,7 +113,7 @@ def run(quick: bool) -> list[BenchResult]:
                 elapsed, bare = _timed(llm.reset_prefix_cache, lambda: llm.generate(prompts, params, use_tqdm=False))
                 bare_times.append(elapsed)
                 loop_times.append(_timed(llm.reset_prefix_cache, one_call_per_state)[0])
-            same_outputs = sampled == [[c.text for c in o.outputs] for o in bare]
+            same_outputs = [[c.text for c in cs] for cs in sampled] == [[c.text for c in o.outputs] for o in bare]
             output_tokens = sum(len(c.token_ids) for o in bare for c in o.outputs)
 
     sampler_time, bare_time, loop_time = min(sampler_times), min(bare_times), min(loop_times)
