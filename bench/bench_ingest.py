@@ -109,9 +109,9 @@ def _unbudgeted_rows(config, budget):
     """The baseline: ingest + states + contrast rendering, plus whole-prompt token counts with a tokenizer."""
     from data_tools.pairs import candidates_with_gold_at, contrast_row
     from data_tools.readers import read_trajectories
-    from data_tools.states import states_from_trajectory
     from openrlhf_act.prompts import judgment_messages
     from openrlhf_act.schema import ContrastPair
+    from openrlhf_act.states import states_from_trajectory
 
     tok = getattr(budget.counter, "tokenizer", None)
     for trajectory in read_trajectories(list(config.inputs), config.input_format):

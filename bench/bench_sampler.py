@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from bench.common import BenchResult, at_least, at_most
-from data_tools.samplers.base import SampleRequest
 from openrlhf_act.prompts import agent_messages
+from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import State
 
 ROOMS = ("kitchen", "hallway", "greenhouse", "workshop", "bathroom", "art studio", "foundry", "outside")

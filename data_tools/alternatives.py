@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from data_tools.cache import SampleCache, request_key
-from data_tools.samplers.base import Sampler, SampleRequest
 from openrlhf_act.actions import OK, Completion, match_admissible, normalize_action, read_action
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, agent_messages
+from openrlhf_act.sampling import Sampler, SampleRequest
 from openrlhf_act.schema import State
 
 

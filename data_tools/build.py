@@ -18,9 +18,11 @@ from typing import Any
 
 from data_tools.alternatives import AlternativeConfig, AlternativeStats, sample_alternatives
 from data_tools.cache import SampleCache
-from data_tools.io import atomic_open, dumps, sha256_file, write_json
 from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
-from data_tools.prompt_budget import (
+from data_tools.splits import eval_groups, split_of
+from openrlhf_act import __version__
+from openrlhf_act.files import atomic_open, dumps, sha256_file, write_json
+from openrlhf_act.prompt_budget import (
     DEFAULT_MAX_PROMPT_TOKENS,
     FittedConfig,
     PromptBudget,
@@ -28,11 +30,9 @@ from data_tools.prompt_budget import (
     fit_agent_prompts,
     prompt_manifest,
 )
-from data_tools.splits import eval_groups, split_of
-from data_tools.states import StateConfig, observation_clipped, states_from_trajectory
-from openrlhf_act import __version__
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
 from openrlhf_act.schema import ContrastPair, DataError, State
+from openrlhf_act.states import StateConfig, observation_clipped, states_from_trajectory
 
 logger = logging.getLogger(__name__)
 MANIFEST_SCHEMA = "openrlhf-act/build-manifest/v1"

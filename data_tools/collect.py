@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_tools.io import write_jsonl
 from openrlhf_act.envs.base import EnvError, EnvTask
+from openrlhf_act.files import write_jsonl
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from data_tools.prompt_budget import Messages, PromptBudget
+from openrlhf_act.prompt_budget import Messages, PromptBudget
 from openrlhf_act.prompts import judgment_frame
 from openrlhf_act.schema import ContrastPair, JudgmentLabel, State, encode_label
 

@@ -63,7 +63,7 @@ class Frame(NamedTuple):
     """What a prompt puts around a state: the system message and the text after the state.
 
     Every state prompt is ``[system, render_state(state) + "\n" + suffix]``. The suffix is kept in
-    pieces so a token budget can count each distinct piece once (``data_tools.prompt_budget``).
+    pieces so a token budget can count each distinct piece once (``openrlhf_act.prompt_budget``).
     """
 
     kind: str

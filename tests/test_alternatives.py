@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from data_tools.alternatives import classify
-from data_tools.samplers import SampleRequest, make_sampler
+from data_tools.samplers import make_sampler
 from openrlhf_act.actions import Completion
 from openrlhf_act.prompts import agent_messages
+from openrlhf_act.sampling import SampleRequest
 from tests.completions import ADMISSIBLE, CUT_OFF_REPLIES, EXPECTED, REPLIES, STATE
 from tests.conftest import requires_vllm
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.states import StateConfig
+from data_tools.samplers import make_sampler
 from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 from openrlhf_act.envs.base import EnvTask
@@ -22,6 +22,7 @@ from openrlhf_act.eval.policies import ExpertPolicy, make_policy
 from openrlhf_act.eval.runfiles import read_records
 from openrlhf_act.prompts import agent_messages, judgment_messages
 from openrlhf_act.schema import JudgmentLabel, NextActionLabel, State, encode_label
+from openrlhf_act.states import StateConfig
 from tests.conftest import have, requires_scienceworld, requires_vllm
 from tests.test_envs import ALFWORLD_GAME, StandInWebShop, requires_alfworld_game
 
@@ -182,7 +183,8 @@ def test_errors_are_reported_when_retries_run_out(tmp_path):
 def test_tiny_model_plays_through_vllm(tmp_path, tiny_model):
     """The harness completes with a real (random) model: transcripts recorded, honest scores."""
     tasks = resolve_episodes("scienceworld", split="test", tasks=["find-animal"], episodes=2)
-    policy = make_policy("vllm", {"model": tiny_model, "max_tokens": 24, "max_model_len": 2048})
+    options = {"model": tiny_model, "max_tokens": 24, "max_model_len": 2048}
+    policy = make_policy("vllm", options, make_sampler=make_sampler)
     try:
         runner = EpisodeRunner("scienceworld", tasks, policy, tmp_path, workers=2, max_steps=3, progress=False)
         summary = runner.run()
@@ -499,7 +501,7 @@ def test_report_compares_runs_with_the_paper(tmp_path):
 
 def test_scienceworld_state_matches_the_data_pipeline():
     """The evaluation prompt is the IL/sampling prompt: make_state over the live turns + agent_messages."""
-    from data_tools.states import make_state
+    from openrlhf_act.states import make_state
 
     config = StateConfig(window=2)
     turns = [("obs a", "act a"), ("obs b", "act b"), ("obs c", "act c")]

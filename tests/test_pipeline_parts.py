@@ -12,10 +12,10 @@ from data_tools.alternatives import AlternativeConfig, AlternativeStats, derive_
 from data_tools.cache import SampleCache
 from data_tools.pairs import balanced_positions, contrast_rows, pair_from_json, pair_to_json
 from data_tools.splits import eval_groups, split_of
-from data_tools.states import StateConfig, clip_observation, make_state, states_from_trajectory
 from openrlhf_act.actions import Completion
 from openrlhf_act.prompts import agent_messages, judgment_messages
 from openrlhf_act.schema import ContrastPair, Step, Trajectory, decode_judgment_label
+from openrlhf_act.states import StateConfig, clip_observation, make_state, states_from_trajectory
 
 
 def trajectory(task_id: str, steps: int = 12, obs_len: int = 40) -> Trajectory:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from data_tools.pairs import contrast_rows
-from data_tools.prompt_budget import PromptBudget, TokenizerCounter, fit_agent_prompts
 from openrlhf_act.cli import main
+from openrlhf_act.prompt_budget import PromptBudget, TokenizerCounter, fit_agent_prompts
 from openrlhf_act.prompts import agent_frame, agent_messages, judgment_frame
 from openrlhf_act.recipe_check import check_recipes
 from openrlhf_act.schema import ContrastPair, Outcome, State, Step, Trajectory, decode_judgment_label

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data_tools.io import atomic_open, dumps
+from openrlhf_act.files import atomic_open, dumps
 from openrlhf_act.schema import DataError, Outcome, Trajectory
 
 UTF8_BOM = b"\xef\xbb\xbf"

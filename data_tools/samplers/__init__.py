@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from data_tools.samplers.admissible import AdmissibleSampler
-from data_tools.samplers.base import Sampler, SamplerBase, SampleRequest, SamplerError, SamplerOptions
+from data_tools.samplers.base import SamplerBase, SamplerError, SamplerOptions
 from data_tools.samplers.hf import HFSampler
 from data_tools.samplers.openai_api import OpenAISampler
 from data_tools.samplers.vllm_offline import VLLMSampler
 from openrlhf_act.cli import UsageError
+from openrlhf_act.sampling import Sampler
 
 SAMPLERS: dict[str, type[SamplerBase]] = {
     cls.name: cls for cls in (VLLMSampler, OpenAISampler, HFSampler, AdmissibleSampler)
@@ -31,8 +32,6 @@ def make_sampler(name: str, **options: Any) -> Sampler:
 
 __all__ = [
     "SAMPLERS",
-    "SampleRequest",
-    "Sampler",
     "SamplerError",
     "SamplerOptions",
     "make_sampler",

@@ -10,9 +10,10 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SampleRequest
+from data_tools.samplers.base import FORMAT_VERSION, SamplerBase
 from openrlhf_act.actions import Completion, normalize_action
 from openrlhf_act.prompts import action_response
+from openrlhf_act.sampling import SampleRequest
 
 
 def alternative_pool(admissible: Sequence[str] | None, expert: str) -> list[str]:

@@ -1,7 +1,8 @@
-"""What every alternative sampler shares: the request, the protocol, the common options.
+"""What every alternative sampler shares: the common options, option parsing, model identity.
 
-A sampler turns agent prompts (chat messages) into raw completions of the *initial policy* (text and
-finish reason); the resampling loop (``data_tools.alternatives``) parses and filters them.
+A sampler (its protocol and request type are ``openrlhf_act.sampling``) turns agent prompts (chat
+messages) into raw completions of the *initial policy* (text and finish reason); the resampling loop
+(``data_tools.alternatives``) parses and filters them.
 ``fingerprint()`` is the cache key of sampled results, so it lists everything that changes the
 output and nothing that does not.
 This module is stdlib only: heavy backends are imported inside the sampler that needs them.
@@ -12,13 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
-from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 
 # Bump when a change to a sampler changes its completions for unchanged options (invalidates caches).
@@ -29,31 +28,6 @@ _MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".jinja", ".t
 
 class SamplerError(RuntimeError):
     """A backend failed in a way retries did not fix (unreachable endpoint, engine crash)."""
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """One state to sample alternatives for; ``seed`` makes the completions reproducible."""
-
-    key: str
-    messages: list[dict[str, str]]
-    n: int
-    seed: int
-    admissible: tuple[str, ...] | None
-    expert: str
-
-
-@runtime_checkable
-class Sampler(Protocol):
-    """What the resampling loop needs: ``sample`` returns ``n`` completions per request, in order."""
-
-    name: str
-
-    def fingerprint(self) -> dict[str, Any]: ...
-
-    def sample(self, requests: Sequence[SampleRequest]) -> list[list[Completion]]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)

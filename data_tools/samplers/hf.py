@@ -21,7 +21,6 @@ from typing import Any
 from data_tools.samplers.base import (
     FORMAT_VERSION,
     SamplerBase,
-    SampleRequest,
     SamplerOptions,
     model_identity,
     package_version,
@@ -30,6 +29,7 @@ from data_tools.samplers.base import (
 )
 from openrlhf_act.actions import Completion, prompt_opens_think
 from openrlhf_act.cli import UsageError
+from openrlhf_act.sampling import SampleRequest
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,10 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SampleRequest, SamplerError, SamplerOptions
+from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SamplerError, SamplerOptions
 from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
+from openrlhf_act.sampling import SampleRequest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

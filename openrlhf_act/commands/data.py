@@ -155,7 +155,7 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _prompt_options(parser: argparse.ArgumentParser, *, for_build: bool) -> None:
-    from data_tools.prompt_budget import DEFAULT_MAX_PROMPT_TOKENS
+    from openrlhf_act.prompt_budget import DEFAULT_MAX_PROMPT_TOKENS
 
     group = parser.add_argument_group("prompt budget")
     if for_build:
@@ -266,7 +266,7 @@ def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def _state_config(args: argparse.Namespace):
-    from data_tools.states import StateConfig
+    from openrlhf_act.states import StateConfig
 
     try:
         return StateConfig(

@@ -140,12 +140,13 @@ def parse_ids(spec: str | None) -> list[int] | None:
 
 
 def _policy(args: argparse.Namespace):
+    from data_tools.samplers import make_sampler
     from openrlhf_act.eval.policies import make_policy
 
     options = parse_options(args.policy_option, "policy option")
     if args.model:
         options["model"] = args.model
-    return make_policy(args.policy, options)
+    return make_policy(args.policy, options, make_sampler=make_sampler)
 
 
 class _Errors:
@@ -183,9 +184,9 @@ def run_tasks(args: argparse.Namespace) -> int:
 
 
 def run_episodes(args: argparse.Namespace) -> int:
-    from data_tools.states import StateConfig
     from openrlhf_act.envs.registry import env_spec, expert_options, resolve_episodes
     from openrlhf_act.eval.episodes import EpisodeRunner
+    from openrlhf_act.states import StateConfig
 
     with _Errors():
         spec = env_spec(args.env)

@@ -1,6 +1,6 @@
 """``eval episodes``: a policy plays whole episodes; success rate and score per task and split.
 
-The agent sees exactly the prompt of IL data and ACT sampling: ``data_tools.states.make_state`` over
+The agent sees exactly the prompt of IL data and ACT sampling: ``openrlhf_act.states.make_state`` over
 the live episode's turns, rendered by ``openrlhf_act.prompts.agent_messages``; its reply is read by
 ``openrlhf_act.actions.read_action`` (the rule the ``next_action`` reward scores and the samplers
 accept alternatives by; a reply cut off by the length limit executes nothing). Environments run in worker processes
@@ -27,8 +27,6 @@ from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
-from data_tools.samplers.base import SampleRequest
-from data_tools.states import StateConfig, make_state
 from openrlhf_act import __version__
 from openrlhf_act.actions import read_action
 from openrlhf_act.cli import UsageError
@@ -39,6 +37,8 @@ from openrlhf_act.eval.runfiles import RecordLog, read_records, stable_seed, wri
 from openrlhf_act.eval.summary import summarize_episodes, summary_markdown
 from openrlhf_act.eval.workers import START, STEP, EnvPool, EnvWorker, Started, WorkerFailed
 from openrlhf_act.prompts import agent_messages
+from openrlhf_act.sampling import SampleRequest
+from openrlhf_act.states import StateConfig, make_state
 
 logger = logging.getLogger(__name__)
 

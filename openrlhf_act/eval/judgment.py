@@ -17,7 +17,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from data_tools.samplers.base import SampleRequest
 from openrlhf_act.actions import Completion
 from openrlhf_act.eval.next_action import task_of
 from openrlhf_act.eval.offline import (
@@ -37,6 +36,7 @@ from openrlhf_act.eval.summary import fmt
 from openrlhf_act.prompts import candidate_lines
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.judgment import judgment_reward
+from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import decode_judgment_label, encode_label
 from openrlhf_act.verdict import parse_verdict
 

@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from data_tools.samplers.base import SampleRequest
 from openrlhf_act.actions import Completion, read_action
 from openrlhf_act.eval.offline import (
     PREDICTIONS_FILE,
@@ -30,6 +29,7 @@ from openrlhf_act.eval.runfiles import stable_seed, write_json, write_text
 from openrlhf_act.eval.summary import fmt
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.next_action import next_action_reward
+from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import decode_next_action_label
 
 

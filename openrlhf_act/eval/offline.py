@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from data_tools.io import sha256_file
-from data_tools.samplers.base import SampleRequest
 from openrlhf_act import __version__
 from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import RecordLog, read_records, write_json
+from openrlhf_act.files import sha256_file
+from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import DataError
 
 CONFIG_FILE = "run.json"

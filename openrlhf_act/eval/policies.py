@@ -2,7 +2,8 @@
 
 A model policy is one of the samplers of ``data_tools.samplers`` (``vllm``, ``openai``, ``hf``) asked
 for one completion per request: a sampler with ``n=1`` is exactly a batched policy, so evaluation sees
-the model through the same code that sampled its ACT alternatives. ``expert`` answers with the
+the model through the same code that sampled its ACT alternatives. The samplers are handed in by the
+caller (the ``eval`` command): evaluation builds on the core, not on the data pipeline. ``expert`` answers with the
 environment's expert action (or the label's expert action offline) to check the harness itself.
 Evaluation decodes greedily unless told otherwise (``temperature=0``).
 """
@@ -10,12 +11,14 @@ Evaluation decodes greedily unless told otherwise (``temperature=0``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from data_tools.samplers.base import SampleRequest
 from openrlhf_act.actions import Completion
 from openrlhf_act.cli import UsageError
+from openrlhf_act.sampling import Sampler, SampleRequest
+
+MakeSampler = Callable[..., Sampler]  # data_tools.samplers.make_sampler: (name, **options) -> Sampler
 
 EXPERT = "expert"
 EVAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0}
@@ -57,13 +60,11 @@ class ExpertPolicy:
 
 
 class SamplerPolicy:
-    """A ``data_tools`` sampler asked for one completion per request."""
+    """A sampler asked for one completion per request."""
 
     needs_expert = False
 
-    def __init__(self, name: str, options: dict[str, Any]):
-        from data_tools.samplers import make_sampler
-
+    def __init__(self, name: str, options: dict[str, Any], make_sampler: MakeSampler):
         self.name = name
         self.options = {**EVAL_DEFAULTS, **options}
         self.sampler = make_sampler(name, **self.options)
@@ -84,10 +85,10 @@ class SamplerPolicy:
         self.sampler.close()
 
 
-def make_policy(name: str, options: dict[str, Any] | None = None) -> Policy:
+def make_policy(name: str, options: dict[str, Any] | None = None, *, make_sampler: MakeSampler) -> Policy:
     """``expert`` or a sampler name with its options (e.g. ``model``, ``max_tokens``, ``base_url``)."""
     if name == EXPERT:
         if options:
             raise UsageError(f"the expert policy takes no options, got {', '.join(sorted(options))}")
         return ExpertPolicy()
-    return SamplerPolicy(name, dict(options or {}))
+    return SamplerPolicy(name, dict(options or {}), make_sampler)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from data_tools.io import atomic_open, dumps
+from openrlhf_act.files import atomic_open, dumps
 
 logger = logging.getLogger(__name__)
 

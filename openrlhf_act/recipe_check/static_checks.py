@@ -222,7 +222,7 @@ def _check_prompt_length(
 ) -> None:
     """OpenRLHF cuts an over-long prompt at its start (the system prompt and the task): no row of a
     data file may be longer than the recipe's prompt limit."""
-    from data_tools.prompt_budget import longest_prompt
+    from openrlhf_act.prompt_budget import longest_prompt
 
     limit = _prompt_limit(module, args)
     input_key = keys.get("--data.input_key") or keys.get("--data.prompt_key")

@@ -26,7 +26,6 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
-from data_tools.states import StateConfig, clip_observation, estimate_tokens
 from openrlhf_act.prompts import (
     DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
     Frame,
@@ -36,6 +35,7 @@ from openrlhf_act.prompts import (
     state_pieces,
 )
 from openrlhf_act.schema import DataError, State
+from openrlhf_act.states import StateConfig, clip_observation, estimate_tokens
 
 # The prompt limit the recipes pass to OpenRLHF by default (recipes/common.sh, PROMPT_MAX_LEN, PRESET=paper).
 DEFAULT_MAX_PROMPT_TOKENS = 4096

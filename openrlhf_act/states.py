@@ -7,7 +7,7 @@ BPE vocabularies, so a state that fits the estimate fits the model.
 
 A single observation longer than ``max_observation_chars`` (a runaway page dump, say) is clipped in
 the middle with an explicit marker; this is counted, and documented in the README. The whole rendered
-prompt's budget (``--max-prompt-tokens``, the policy's tokenizer) is ``data_tools.prompt_budget``.
+prompt's budget (``--max-prompt-tokens``, the policy's tokenizer) is ``openrlhf_act.prompt_budget``.
 """
 
 from __future__ import annotations
