@@ -95,7 +95,7 @@ def state_pieces(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE_I
             header += f"; {state.omitted_turns} earlier turns omitted"
         parts.append(header + "):\n")
         for observation, action in state.history:
-            parts += ("Observation: ", observation.strip(), "\nAction: ", action.strip(), "\n")
+            parts += ("Observation: ", observation.strip(), "\nAction: ", command_text(action), "\n")
         parts.append("\n")
     parts += ("Current observation:\n", state.observation.strip(), "\n")
     if state.admissible and len(state.admissible) <= max_admissible:
@@ -132,7 +132,7 @@ def agent_messages(state: State, *, max_admissible: int = DEFAULT_MAX_ADMISSIBLE
 def candidate_pieces(candidates: tuple[str, ...] | list[str]) -> list[str]:
     """The numbered candidate block in pieces ("Action 1: ", text, "\nAction 2: ", text)."""
     labels = _candidate_labels(len(candidates))
-    return [piece for label, text in zip(labels, candidates) for piece in (label, text.strip())]
+    return [piece for label, text in zip(labels, candidates) for piece in (label, command_text(text))]
 
 
 @lru_cache(maxsize=16)
@@ -156,9 +156,17 @@ def judgment_messages(
     return framed_messages(state, judgment_frame(state.env, candidates, tag=tag), max_admissible=max_admissible)
 
 
+def command_text(action: str) -> str:
+    """A command as it follows "Action: ": one line as it is, a multi-line command (an SQL query, a
+    shell script) as a fenced block on the next lines, which the action grammar reads back whole
+    (``openrlhf_act.actions.read_action``) -- on one line only its first line would count."""
+    action = action.strip()
+    return f"\n```\n{action}\n```" if "\n" in action else action
+
+
 def action_response(action: str, thought: str | None = None) -> str:
     """The assistant turn the agent prompt asks for: optional thought, then ``Action: ...``."""
-    action_line = "Action: " + action.strip()
+    action_line = "Action: " + command_text(action)
     if thought and thought.strip():
         return f"Thought: {safe_text(thought.strip())}\n{action_line}"
     return action_line

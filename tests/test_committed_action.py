@@ -137,3 +137,15 @@ def test_a_prompt_with_no_known_template_is_counted_not_guessed():
     result = _reward("act_judgment", QUESTION + "\n", "<answer>Action 2</answer>", JUDGMENT)
     assert result["rewards"] == 1.0 and result["extra_logs"]["truncated"] == 0.0
     assert STATS.snapshot()["truncation_unknown"] == before + 1
+
+
+@pytest.mark.parametrize(
+    "action",
+    ["go to desk 1", "SELECT name\nFROM keeper\nGROUP BY name", "cut -d: -f7 /etc/passwd \\\n  | grep -c zsh"],
+)
+def test_what_the_data_teaches_reads_back_as_the_same_action(action):
+    """IL targets and history turns render a command so that the grammar reads the whole of it back."""
+    from openrlhf_act.prompts import action_response, candidate_lines
+
+    assert read_action(action_response(action, "because")) == (action, "ok")
+    assert read_action(candidate_lines([action]).replace("Action 1:", "Action:", 1)) == (action, "ok")
