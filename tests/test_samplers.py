@@ -28,7 +28,7 @@ from data_tools.samplers.admissible import AdmissibleSampler
 from data_tools.samplers.base import render_prompt
 from openrlhf_act.actions import normalize_action, parse_action
 from openrlhf_act.cli import UsageError
-from openrlhf_act.prompts import agent_messages
+from openrlhf_act.prompts import action_response, agent_messages
 from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import State
 from tests.conftest import requires_vllm
@@ -185,11 +185,10 @@ def test_admissible_property(pool, expert, n, seed):
     request = dataclasses.replace(make_request(seed=seed, n=n, expert=expert), admissible=tuple(pool))
     (completions,) = AdmissibleSampler.from_options().sample([request])
     assert len(completions) == min(n, len({normalize_action(p) for p in pool} - {"", normalize_action(expert)}))
+    rendered = {action_response(p): p for p in pool}  # the agent's answer format, multi-line commands fenced
     for completion in completions:
-        assert completion.text.startswith("Action: ")
-        action = completion.text[len("Action: ") :]
-        assert action.strip() in {p.strip() for p in pool}
-        assert normalize_action(action) != normalize_action(expert)
+        assert completion.text in rendered
+        assert normalize_action(rendered[completion.text]) != normalize_action(expert)
 
 
 def test_render_prompt_passes_template_kwargs_and_needs_a_template(tiny_model):
