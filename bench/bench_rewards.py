@@ -104,7 +104,7 @@ def _best_p50_us(fns: dict[str, Callable[[], object]], calls: int, rounds: int) 
 
 def load_entry_reward_func(name: str = "act_judgment") -> Callable[..., dict]:
     """The entry file's ``reward_func``, loaded exactly as OpenRLHF's SingleTurnAgentExecutor does."""
-    from openrlhf_act.registry import get_reward
+    from openrlhf_act.rewards.catalog import get_reward
 
     spec = importlib.util.spec_from_file_location("reward_func", get_reward(name).entry_file)
     module = importlib.util.module_from_spec(spec)

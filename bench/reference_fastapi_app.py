@@ -13,8 +13,8 @@ import os
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from openrlhf_act.registry import get_reward
 from openrlhf_act.rewards.batch import as_openrlhf_dict
+from openrlhf_act.rewards.catalog import get_reward
 from openrlhf_act.rewards.config import config_from_env
 
 SPEC = get_reward(os.environ.get("OPENRLHF_ACT_REWARD", "act_judgment"))

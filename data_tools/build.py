@@ -21,6 +21,7 @@ from data_tools.cache import SampleCache
 from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
 from data_tools.splits import eval_groups, split_of
 from openrlhf_act import __version__
+from openrlhf_act.errors import DataError
 from openrlhf_act.files import atomic_open, dumps, sha256_file, write_json
 from openrlhf_act.prompt_budget import (
     DEFAULT_MAX_PROMPT_TOKENS,
@@ -31,7 +32,7 @@ from openrlhf_act.prompt_budget import (
     prompt_manifest,
 )
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
-from openrlhf_act.schema import ContrastPair, DataError, State
+from openrlhf_act.schema import ContrastPair, State
 from openrlhf_act.states import StateConfig, observation_clipped, states_from_trajectory
 
 logger = logging.getLogger(__name__)
@@ -287,7 +288,8 @@ def iter_contrast_rows(config: BuildConfig, budget: PromptBudget | None = None) 
 
 def openrlhf_command(out_dir: Path, model: str = "<model>") -> str:
     """The exact OpenRLHF command that trains the ACT stage on a build (recipes/act.sh is the full one)."""
-    from openrlhf_act.registry import DATA_KINDS, get_reward
+    from openrlhf_act.data_kinds import DATA_KINDS
+    from openrlhf_act.rewards.catalog import get_reward
 
     kind = DATA_KINDS["act_judgment"]
     out = out_dir.resolve()

@@ -16,6 +16,7 @@ from data_tools.build import sequence_of
 from data_tools.exports import BUILD_KINDS, PROMPT_KINDS, build_rows, multiturn_row, online_env_row, state_rows
 from data_tools.splits import eval_groups, split_of
 from openrlhf_act import __version__
+from openrlhf_act.errors import DataError
 from openrlhf_act.files import sha256_file, write_json, write_jsonl
 from openrlhf_act.prompt_budget import (
     DEFAULT_MAX_PROMPT_TOKENS,
@@ -25,7 +26,6 @@ from openrlhf_act.prompt_budget import (
     prompt_manifest,
 )
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
-from openrlhf_act.schema import DataError
 from openrlhf_act.states import StateConfig, states_from_trajectory
 
 

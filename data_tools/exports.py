@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from data_tools.pairs import pair_from_json
+from openrlhf_act.errors import DataError
 from openrlhf_act.files import read_jsonl
 from openrlhf_act.prompt_budget import Fitted, PromptBudget, fit_agent_prompts
 from openrlhf_act.prompts import action_response, episode_messages, verdict_response
 from openrlhf_act.schema import (
     ContrastPair,
-    DataError,
     NextActionLabel,
     State,
     Trajectory,

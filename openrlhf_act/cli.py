@@ -9,7 +9,7 @@ import logging
 import sys
 
 from openrlhf_act import __version__
-from openrlhf_act.schema import DataError
+from openrlhf_act.errors import DataError, UsageError
 
 COMMANDS = (
     ("data", "openrlhf_act.commands.data"),
@@ -19,10 +19,6 @@ COMMANDS = (
     ("eval", "openrlhf_act.commands.eval"),
     ("demo", "openrlhf_act.commands.demo"),
 )
-
-
-class UsageError(Exception):
-    """A user-facing error: printed as one line, exit code 2, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol
 
+from openrlhf_act.errors import DataError
 from openrlhf_act.prompts import (
     DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
     Frame,
@@ -34,7 +35,7 @@ from openrlhf_act.prompts import (
     safe_text,
     state_pieces,
 )
-from openrlhf_act.schema import DataError, State
+from openrlhf_act.schema import State
 from openrlhf_act.states import StateConfig, clip_observation, estimate_tokens
 
 # The prompt limit the recipes pass to OpenRLHF by default (recipes/common.sh, PROMPT_MAX_LEN, PRESET=paper).

@@ -16,18 +16,11 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from openrlhf_act.errors import DataError
+
 TRAJECTORY_SCHEMA = "openrlhf-act/trajectory/v1"
 JUDGMENT_KIND = "act_judgment"
 NEXT_ACTION_KIND = "next_action"
-
-
-class DataError(ValueError):
-    """Bad input data. ``where`` names the file and line (``path:line``) when known."""
-
-    def __init__(self, message: str, where: str | None = None):
-        self.message = message
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from openrlhf_act import __version__
-from openrlhf_act.registry import RewardSpec
 from openrlhf_act.repeated_logs import REPEATS
 from openrlhf_act.rewards.base import STATS
 from openrlhf_act.rewards.batch import as_openrlhf_dict
+from openrlhf_act.rewards.catalog import RewardSpec
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.server_connections import BodyBudget, ConnectionGuard
 

@@ -254,7 +254,7 @@ stage_setup() {
 }
 
 add_data_flags() {
-    # add_data_flags KIND: the flags that make OpenRLHF read rows of this data kind (openrlhf_act.registry.DATA_KINDS).
+    # add_data_flags KIND: the flags that make OpenRLHF read rows of this data kind (openrlhf_act.data_kinds.DATA_KINDS).
     local kind=$1 flags
     [[ -n ${ACT_DATA_FLAGS[$kind]:-} ]] || die "unknown data kind '$kind'"
     read -ra flags <<<"${ACT_DATA_FLAGS[$kind]}"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_act.schema import DataError
+from openrlhf_act.errors import DataError
 from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
 
 pytestmark = requires_openrlhf

@@ -14,9 +14,9 @@ import pytest
 
 from data_tools.samplers import make_sampler
 from openrlhf_act.actions import Completion
-from openrlhf_act.cli import UsageError
 from openrlhf_act.envs.base import EnvTask
 from openrlhf_act.envs.registry import expert_options, resolve_episodes
+from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.episodes import EpisodeRunner
 from openrlhf_act.eval.policies import ExpertPolicy, make_policy
 from openrlhf_act.eval.runfiles import read_records
@@ -404,7 +404,7 @@ def test_next_action_accuracy(tmp_path):
     assert run_next_action(data, again, tmp_path / "fixed", progress=False)["overall"]["accuracy"] == 50.0
     assert again.calls == 0, "a finished run asks nothing again"
     (tmp_path / "broken.jsonl").write_text('{"prompt": "not messages", "label": "{}"}\n')
-    from openrlhf_act.schema import DataError
+    from openrlhf_act.errors import DataError
 
     with pytest.raises(DataError, match=r"broken\.jsonl:1"):
         run_next_action(tmp_path / "broken.jsonl", ExpertPolicy(), tmp_path / "broken", progress=False)

@@ -28,7 +28,7 @@ def test_ruff(command):
 def test_import_openrlhf_act_stays_light():
     """The core and the CLI parser must not drag in torch, vLLM, Ray, OpenRLHF or Java bridges."""
     code = (
-        "import sys, openrlhf_act, openrlhf_act.registry, openrlhf_act.rewards.routing, data_tools.build;"
+        "import sys, openrlhf_act, openrlhf_act.rewards.catalog, openrlhf_act.rewards.routing, data_tools.build;"
         "from openrlhf_act.cli import build_parser; build_parser();"
         "heavy = ('torch', 'vllm', 'ray', 'openrlhf', 'py4j', 'transformers', 'scienceworld');"
         "heavy = [m for m in heavy if m in sys.modules];"

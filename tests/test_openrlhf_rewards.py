@@ -119,7 +119,7 @@ def test_prompt_dataset_reads_build_output_unchanged(prompt_dataset, act_build):
 @pytest.fixture(scope="module")
 def rollout_actor(local_ray, tiny_model):
     from openrlhf_act.devtools.openrlhf_cpu import cpu_rollout_actor
-    from openrlhf_act.registry import get_reward
+    from openrlhf_act.rewards.catalog import get_reward
 
     actor = cpu_rollout_actor(tiny_model, remote_rm_url=get_reward("act_judgment").entry_file)
     yield actor

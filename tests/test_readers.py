@@ -15,7 +15,8 @@ import pytest
 
 from data_tools.readers import FORMATS, ReaderStats, RejectSink, detect_format, read_trajectories
 from data_tools.readers.expert import split_thought_action
-from openrlhf_act.schema import DataError, Outcome, Step, Trajectory
+from openrlhf_act.errors import DataError
+from openrlhf_act.schema import Outcome, Step, Trajectory
 
 ALFWORLD_INSTRUCTION = (
     "Interact with a household to solve a task. Imagine you are an intelligent agent in a household "

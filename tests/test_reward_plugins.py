@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 PLUGIN = '''
-from openrlhf_act.registry import RewardSpec
+from openrlhf_act.rewards.catalog import RewardSpec
 from openrlhf_act.rewards.base import RewardResult
 
 
@@ -28,7 +28,7 @@ SHADOW = RewardSpec.from_pure("act_judgment", length_reward, ("chars", "truncate
 CHECK = """
 import importlib.util, json, subprocess, sys
 from openrlhf_act.cli import main
-from openrlhf_act.registry import get_reward, rewards
+from openrlhf_act.rewards.catalog import get_reward, rewards
 
 assert "length_reward" in rewards()
 assert get_reward("act_judgment").description.startswith("ACT judgment")  # a plugin cannot shadow a built-in

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openrlhf_act.registry import DATA_KINDS, get_reward, rewards
+from openrlhf_act.data_kinds import DATA_KINDS
 from openrlhf_act.repeated_logs import REPEATS
 from openrlhf_act.rewards import judgment, next_action
 from openrlhf_act.rewards.base import STATS
 from openrlhf_act.rewards.batch import as_openrlhf_dict, looks_truncated, response_from_query
+from openrlhf_act.rewards.catalog import get_reward, rewards
 from openrlhf_act.rewards.config import CONFIG_ENV, PRESET_ENV, RewardConfig, config_from_env, make_config
 from openrlhf_act.schema import JudgmentLabel, NextActionLabel, encode_label
 

@@ -27,7 +27,7 @@ from data_tools.samplers import SAMPLERS, SamplerError, make_sampler
 from data_tools.samplers.admissible import AdmissibleSampler
 from data_tools.samplers.base import render_prompt
 from openrlhf_act.actions import normalize_action, parse_action
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.prompts import action_response, agent_messages
 from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import State

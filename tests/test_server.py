@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from openrlhf_act.prompts import judgment_messages
-from openrlhf_act.registry import get_reward
+from openrlhf_act.rewards.catalog import get_reward
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.schema import JudgmentLabel, State, encode_label
 from openrlhf_act.server import BadRequest, parse_batch, token_matches

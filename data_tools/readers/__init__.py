@@ -4,7 +4,7 @@ Formats (docs/formats.md): ``canonical`` (our JSONL), ``eto``, ``agentgym``, ``o
 ``react`` (plain-text transcripts). ``.jsonl`` files are streamed line by line; ``.json`` files hold
 one array (or one object) and are loaded whole; any other file is a plain-text transcript unless its
 first line is a JSON object. Record-level problems follow ``on_error``: ``"fail"`` raises the first
-:class:`~openrlhf_act.schema.DataError` (located ``file:line`` or ``file: item N``), ``"skip"`` sets
+:class:`~openrlhf_act.errors.DataError` (located ``file:line`` or ``file: item N``), ``"skip"`` sets
 the record aside in ``rejects``, counts it in ``stats`` and goes on. A file that cannot be read at all
 (blank, not UTF-8 or not JSON where JSON is required, or of no known shape) is one bad record under the
 same policy. A missing file or an unknown format name always raises.
@@ -34,7 +34,8 @@ from data_tools.readers.eto import EtoReader
 from data_tools.readers.openai import OpenAIReader
 from data_tools.readers.react import ReactReader
 from data_tools.readers.sharegpt import ShareGPTReader
-from openrlhf_act.schema import DataError, Trajectory
+from openrlhf_act.errors import DataError
+from openrlhf_act.schema import Trajectory
 
 FORMATS: dict[str, Reader] = {
     reader.name: reader

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrlhf_act.errors import DataError
 from openrlhf_act.files import atomic_open, dumps
-from openrlhf_act.schema import DataError, Outcome, Trajectory
+from openrlhf_act.schema import Outcome, Trajectory
 
 UTF8_BOM = b"\xef\xbb\xbf"
 MAX_RAW_CHARS = 20_000

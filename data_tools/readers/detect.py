@@ -27,7 +27,7 @@ from data_tools.readers.base import (
 )
 from data_tools.readers.chat import looks_like_eto
 from data_tools.readers.react import has_action_line, iter_episodes
-from openrlhf_act.schema import DataError
+from openrlhf_act.errors import DataError
 
 _HINT = "pass --format NAME"
 _SNIFF_LINES = 100  # a .jsonl file whose first 100 non-blank lines all fail to decode is not JSONL

@@ -13,7 +13,7 @@ from data_tools.samplers.base import SamplerBase, SamplerError, SamplerOptions
 from data_tools.samplers.hf import HFSampler
 from data_tools.samplers.openai_api import OpenAISampler
 from data_tools.samplers.vllm_offline import VLLMSampler
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.sampling import Sampler
 
 SAMPLERS: dict[str, type[SamplerBase]] = {

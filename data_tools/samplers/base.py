@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 
 # Bump when a change to a sampler changes its completions for unchanged options (invalidates caches).
 # 2: completions carry their finish reason.

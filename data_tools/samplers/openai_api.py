@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SamplerError, SamplerOptions
 from openrlhf_act.actions import Completion
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.sampling import SampleRequest
 
 logger = logging.getLogger(__name__)

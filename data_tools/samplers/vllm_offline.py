@@ -28,7 +28,7 @@ from data_tools.samplers.base import (
     require_model,
 )
 from openrlhf_act.actions import Completion, prompt_opens_think
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.sampling import SampleRequest
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
+from openrlhf_act.commands.arguments import parse_options
+from openrlhf_act.errors import UsageError
+
 HELP = "build ACT contrast data (the main job), collect expert trajectories, export data for other stages"
 logger = logging.getLogger("openrlhf_act.data")
 
@@ -226,12 +229,6 @@ def _sampler_options(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-def _usage(message: str):
-    from openrlhf_act.cli import UsageError
-
-    return UsageError(message)
-
-
 def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
     name = args.sampler or ("vllm" if args.model else "admissible")
     options = {
@@ -248,20 +245,13 @@ def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
         try:
             options["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)
         except json.JSONDecodeError as exc:
-            raise _usage(f"--chat-template-kwargs is not valid JSON: {exc.msg}") from None
-    for item in args.sampler_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise _usage(f"--sampler-option takes KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
+            raise UsageError(f"--chat-template-kwargs is not valid JSON: {exc.msg}") from None
+    options.update(parse_options(args.sampler_option, "--sampler-option"))
     options = {k: v for k, v in options.items() if v is not None}
     if name != "admissible" and "model" not in options:
-        raise _usage(f"the {name} sampler needs --model")
+        raise UsageError(f"the {name} sampler needs --model")
     if name == "admissible" and options:
-        raise _usage(f"the admissible sampler takes no model options (got {', '.join(sorted(options))})")
+        raise UsageError(f"the admissible sampler takes no model options (got {', '.join(sorted(options))})")
     return name, options
 
 
@@ -273,7 +263,7 @@ def _state_config(args: argparse.Namespace):
             window=args.window, max_state_tokens=args.max_state_tokens, max_observation_chars=args.max_observation_chars
         )
     except ValueError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _collect_default(args: argparse.Namespace, out_dir: Path) -> Path:
@@ -304,7 +294,7 @@ def _plan(plan_episodes, env: str, tasks: list[str], variations: str):
     try:
         return plan_episodes(env, tasks, variations)
     except (EnvError, ValueError) as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _local_dir(model: str | None) -> str | None:
@@ -351,7 +341,7 @@ def run_build(args: argparse.Namespace) -> int:
             tokenizer=args.tokenizer or _local_dir(args.model),
         )
     except ValueError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     result = build(config, out_dir, progress=None)
     print(summary(result))
     print("\ntrain the ACT stage on it (full recipe: recipes/act.sh):\n")
@@ -370,10 +360,10 @@ def run_collect(args: argparse.Namespace) -> int:
                 print(name + ("  (fast)" if name in FAST_TASKS else ""))
         return 0
     if not args.out:
-        raise _usage("data collect needs --out FILE (or --list-tasks)")
+        raise UsageError("data collect needs --out FILE (or --list-tasks)")
     tasks = _tasks(args.tasks)
     if not tasks:
-        raise _usage("data collect needs --tasks (see --list-tasks)")
+        raise UsageError("data collect needs --tasks (see --list-tasks)")
     episodes = _plan(plan_episodes, args.env, tasks, args.variations)
     stats = collect(episodes, args.out, workers=args.workers, with_admissible=not args.no_admissible)
     print(json.dumps(stats.to_json(), indent=2))
@@ -386,7 +376,7 @@ def run_export(args: argparse.Namespace) -> int:
     try:
         config = ExportConfig.from_args(args)
     except ValueError as exc:
-        raise _usage(str(exc)) from None
+        raise UsageError(str(exc)) from None
     manifest = run_export_job(config, Path(args.out))
     rows = manifest["counts"]["rows"]
     print(f"exported {args.kind}: {rows['train']} train / {rows['eval']} eval rows in {args.out}")

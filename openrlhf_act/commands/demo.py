@@ -61,7 +61,7 @@ class _Reporter:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
+    from openrlhf_act.errors import UsageError
 
     missing = [m for m in ("openrlhf", "vllm", "deepspeed", "ray", "scienceworld") if not _installed(m)]
     if missing:
@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, out: Path, reporter: _Reporter) -> int:
-    from openrlhf_act.cli import UsageError
     from openrlhf_act.devtools.local_ray import LocalRayHead, RayHeadError
     from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
     from openrlhf_act.devtools.processes import run_logged
+    from openrlhf_act.errors import UsageError
     from openrlhf_act.recipe_check import default_recipes_dir
 
     recipes = default_recipes_dir()

@@ -7,9 +7,10 @@ resumes where it stopped."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
+
+from openrlhf_act.commands.arguments import parse_ids, parse_options
+from openrlhf_act.errors import UsageError
 
 HELP = "evaluate agents: live episodes, next-action and judgment accuracy, reports against the paper"
 POLICIES = ("expert", "vllm", "openai", "hf")
@@ -107,38 +108,6 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def parse_options(pairs: list[str], what: str) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value that parses as JSON (numbers, true, objects) is taken as such."""
-    from openrlhf_act.cli import UsageError
-
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{what} {pair!r} is not KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
-
-
-def parse_ids(spec: str | None) -> list[int] | None:
-    """``0-9,12`` -> [0, ..., 9, 12]."""
-    from openrlhf_act.cli import UsageError
-
-    if not spec:
-        return None
-    ids: list[int] = []
-    for part in spec.split(","):
-        low, sep, high = part.strip().partition("-")
-        try:
-            ids += list(range(int(low), int(high) + 1)) if sep else [int(low)]
-        except ValueError:
-            raise UsageError(f"bad variation list {spec!r}: use numbers and ranges like 0-9,12") from None
-    return ids
-
-
 def _policy(args: argparse.Namespace):
     from data_tools.samplers import make_sampler
     from openrlhf_act.eval.policies import make_policy
@@ -157,7 +126,6 @@ class _Errors:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         from data_tools.samplers.base import SamplerError
-        from openrlhf_act.cli import UsageError
         from openrlhf_act.envs.base import EnvError
 
         if exc_type is not None and issubclass(exc_type, (EnvError, SamplerError)):

@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
+    from openrlhf_act.errors import UsageError
     from openrlhf_act.recipe_check import check_recipes
 
     try:
@@ -55,7 +55,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
+    from openrlhf_act.errors import UsageError
     from openrlhf_act.recipe_check import display_path, find_recipes, list_settings, read_recipe
 
     try:

@@ -42,7 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from openrlhf_act.registry import AGENT_EXECUTORS, DATA_KINDS, rewards
+    from openrlhf_act.data_kinds import DATA_KINDS
+    from openrlhf_act.rewards.catalog import AGENT_EXECUTORS, rewards
 
     print("rewards (--reward.remote_url $(openrlhf-act reward path NAME)):")
     for name, spec in sorted(rewards().items()):
@@ -58,8 +59,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_path(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
-    from openrlhf_act.registry import get_reward
+    from openrlhf_act.errors import UsageError
+    from openrlhf_act.rewards.catalog import get_reward
 
     try:
         spec = get_reward(args.name)
@@ -80,8 +81,8 @@ def run_path(args: argparse.Namespace) -> int:
 
 
 def run_executor(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
-    from openrlhf_act.registry import AGENT_EXECUTORS
+    from openrlhf_act.errors import UsageError
+    from openrlhf_act.rewards.catalog import AGENT_EXECUTORS
 
     if args.name not in AGENT_EXECUTORS:
         raise UsageError(f"unknown agent executor {args.name!r}; known: {', '.join(AGENT_EXECUTORS)}")
@@ -90,7 +91,7 @@ def run_executor(args: argparse.Namespace) -> int:
 
 
 def run_config(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
+    from openrlhf_act.errors import UsageError
     from openrlhf_act.rewards.config import config_from_env
 
     try:

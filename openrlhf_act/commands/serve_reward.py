@@ -58,8 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openrlhf_act.cli import UsageError
-    from openrlhf_act.registry import get_reward
+    from openrlhf_act.errors import UsageError
+    from openrlhf_act.rewards.catalog import get_reward
     from openrlhf_act.rewards.config import config_from_env
     from openrlhf_act.server import TOKEN_ENV, ServeError, ServeOptions, serve
 

@@ -29,9 +29,9 @@ from typing import Any
 
 from openrlhf_act import __version__
 from openrlhf_act.actions import read_action
-from openrlhf_act.cli import UsageError
 from openrlhf_act.envs.base import EnvStep, EnvTask
 from openrlhf_act.envs.registry import episode_key, preflight
+from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import RecordLog, read_records, stable_seed, write_json, write_text
 from openrlhf_act.eval.summary import summarize_episodes, summary_markdown

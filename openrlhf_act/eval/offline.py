@@ -16,12 +16,11 @@ from typing import Any, TypeVar
 
 from openrlhf_act import __version__
 from openrlhf_act.actions import Completion
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import DataError, UsageError
 from openrlhf_act.eval.policies import Policy
 from openrlhf_act.eval.runfiles import RecordLog, read_records, write_json
 from openrlhf_act.files import sha256_file
 from openrlhf_act.sampling import SampleRequest
-from openrlhf_act.schema import DataError
 
 CONFIG_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
+from openrlhf_act.eval.summary import episode_scores
 
 
 def _pyplot():
@@ -58,8 +59,6 @@ def _per_task_success(plt, runs, path: Path) -> Path:
 
 
 def _score_distributions(plt, runs, path: Path) -> Path:
-    from openrlhf_act.eval.report import episode_scores
-
     labels = [f"{label} [{s['env']}]" for label, _, s in runs]
     data = [episode_scores(directory) or [0.0] for _, directory, _ in runs]
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels) + 2), 4))

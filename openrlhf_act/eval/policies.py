@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from openrlhf_act.actions import Completion
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.sampling import Sampler, SampleRequest
 
 MakeSampler = Callable[..., Sampler]  # data_tools.samplers.make_sampler: (name, **options) -> Sampler

@@ -13,9 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from openrlhf_act.cli import UsageError
+from openrlhf_act.errors import UsageError
 from openrlhf_act.eval import paper_results
-from openrlhf_act.eval.runfiles import read_records, write_text
+from openrlhf_act.eval.runfiles import write_text
 from openrlhf_act.eval.summary import fmt
 
 # (environment, split) of an episodes run -> the paper's benchmark column
@@ -140,11 +140,3 @@ def _judgment_table(runs, paper: str | None) -> list[str]:
         for name, value in paper_results.JUDGMENT_V2.items():
             lines.append(f"| paper v2 (ALFWorld, 400 pairs): {name} | 400 | {value:.2f} | - | - | - | - | - |")
     return [*lines, ""]
-
-
-def episode_scores(directory: Path) -> list[float]:
-    """Normalized (0..100) scores of a run's finished episodes."""
-    from openrlhf_act.eval.summary import latest_records
-
-    records = latest_records(read_records(directory / "episodes.jsonl"))
-    return [100.0 * r["normalized_score"] for r in records if r.get("status") == "ok"]

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+from openrlhf_act.eval.runfiles import read_records
 
 
 def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -102,3 +105,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def episode_scores(directory: Path) -> list[float]:
+    """Normalized (0..100) scores of a run's finished episodes."""
+    records = latest_records(read_records(directory / "episodes.jsonl"))
+    return [100.0 * r["normalized_score"] for r in records if r.get("status") == "ok"]

@@ -8,7 +8,7 @@ runs from source, with a stand-in ``train`` and inert stand-ins for every non-st
 parser, types, choices and post-parse asserts of the installed version decide, and nothing can start.
 On top of that come static checks of what OpenRLHF and DeepSpeed only find once the models are loaded:
 reward and agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split,
-the Ray runtime environment and the data-kind flags of ``openrlhf_act.registry.DATA_KINDS``.
+the Ray runtime environment and the data-kind flags of ``openrlhf_act.data_kinds.DATA_KINDS``.
 
 Modules, in the order a check runs: ``recipes`` (finding, reading and expanding recipes),
 ``commands`` (the printed commands), ``launchers`` (the OpenRLHF part of each), ``openrlhf_main``

@@ -104,8 +104,9 @@ def recipe_shell_vars() -> str:
     """Shell assignments the recipes ``eval`` (``openrlhf-act recipe vars``): what the installed plugin
     knows, from its registry, so recipes and registry cannot drift apart."""
     from openrlhf_act import __version__
+    from openrlhf_act.data_kinds import DATA_KINDS
     from openrlhf_act.devtools.openrlhf_cpu import cpu_environment
-    from openrlhf_act.registry import DATA_KINDS, rewards
+    from openrlhf_act.rewards.catalog import rewards
 
     q = shlex.quote
     files = " ".join(f"[{q(name)}]={q(spec.entry_file)}" for name, spec in sorted(rewards().items()) if spec.entry_file)

@@ -1,6 +1,6 @@
 """Static checks of what OpenRLHF and DeepSpeed only find once the models are loaded: reward and
 agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split, the Ray
-runtime environment and the data-kind flags of ``openrlhf_act.registry.DATA_KINDS``."""
+runtime environment and the data-kind flags of ``openrlhf_act.data_kinds.DATA_KINDS``."""
 
 from __future__ import annotations
 
@@ -164,21 +164,23 @@ def _check_runtime_env(check: CommandCheck, launch: Launch, main: OpenRLHFMain) 
 
 
 def check_data_kind(check: CommandCheck, command: Command, launch: Launch) -> None:
-    """The recipe's `# data-kind:` must match openrlhf_act.registry.DATA_KINDS (module and flags)."""
+    """The recipe's `# data-kind:` must match openrlhf_act.data_kinds.DATA_KINDS (module and flags)."""
     if not command.data_kind:
         return
-    from openrlhf_act.registry import DATA_KINDS
+    from openrlhf_act.data_kinds import DATA_KINDS
 
     kind = DATA_KINDS.get(command.data_kind)
     if kind is None:
-        check.add("error", f"data kind {command.data_kind!r} is not in openrlhf_act.registry.DATA_KINDS", launch.module)
+        check.add(
+            "error", f"data kind {command.data_kind!r} is not in openrlhf_act.data_kinds.DATA_KINDS", launch.module
+        )
         return
     if kind.openrlhf_module != launch.module:
         check.add("error", f"{kind.name} rows are read by {kind.openrlhf_module}, not {launch.module}", launch.module)
     for flag in kind.flags:
         words = flag.split()
         if not _contains(launch.args, words):
-            check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.registry.DATA_KINDS)", launch.module)
+            check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.data_kinds.DATA_KINDS)", launch.module)
 
 
 def _contains(args: list[str], words: list[str]) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from openrlhf_act.errors import DataError
 from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
-from openrlhf_act.schema import DataError, decode_judgment_label
+from openrlhf_act.schema import decode_judgment_label
 from openrlhf_act.verdict import TRUNCATED, parse_verdict
 
 NAME = "act_judgment"

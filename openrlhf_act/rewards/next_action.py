@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from openrlhf_act.actions import match_admissible, normalize_action, read_action
+from openrlhf_act.errors import DataError
 from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
-from openrlhf_act.schema import DataError, decode_next_action_label
+from openrlhf_act.schema import decode_next_action_label
 
 NAME = "next_action"
 

@@ -229,7 +229,7 @@ def reset() -> None:
     """Forget the process's router, so the next sample reads ``OPENRLHF_ACT_ROUTE_DEFAULT`` again.
 
     For tests and long-lived services that change the environment. The log key set is fixed per
-    process by the registry (``openrlhf_act.registry``), so ``OPENRLHF_ACT_ROUTE_LOG_KEYS`` must be
+    process by the registry (``openrlhf_act.rewards.catalog``), so ``OPENRLHF_ACT_ROUTE_LOG_KEYS`` must be
     set before the first reward is built.
     """
     global _router

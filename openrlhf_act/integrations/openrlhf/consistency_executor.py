@@ -22,12 +22,13 @@ from typing import Any
 
 from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
 
+from openrlhf_act.errors import DataError
 from openrlhf_act.prompts import candidate_lines
-from openrlhf_act.registry import get_reward
 from openrlhf_act.rewards.base import STATS, RewardResult
+from openrlhf_act.rewards.catalog import get_reward
 from openrlhf_act.rewards.config import RewardConfig, config_from_env
 from openrlhf_act.rewards.judgment import NAME as JUDGMENT
-from openrlhf_act.schema import DataError, decode_judgment_label, encode_label
+from openrlhf_act.schema import decode_judgment_label, encode_label
 
 logger = logging.getLogger("openrlhf_act.consistency")
 

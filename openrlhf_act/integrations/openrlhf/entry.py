@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from openrlhf_act.registry import get_reward
 from openrlhf_act.rewards.batch import as_openrlhf_dict
+from openrlhf_act.rewards.catalog import get_reward
 from openrlhf_act.rewards.config import config_from_env
 
 

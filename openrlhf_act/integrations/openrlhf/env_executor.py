@@ -55,8 +55,8 @@ from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
 from openrlhf_act.actions import read_action
 from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
 from openrlhf_act.envs.registry import make_env
+from openrlhf_act.errors import DataError
 from openrlhf_act.prompts import episode_messages, safe_text
-from openrlhf_act.schema import DataError
 
 logger = logging.getLogger("openrlhf_act.env_executor")
 

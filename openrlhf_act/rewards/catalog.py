@@ -1,9 +1,9 @@
-"""Named rewards and data kinds.
+"""Named rewards: the built-ins, entry-point plugins and the agent executors OpenRLHF loads.
 
-OpenRLHF has no registry of its own (it loads a reward *file* by path), so "registering" means: a
-name here, an entry file OpenRLHF can load (``openrlhf-act reward path NAME``), and for data kinds
-the exact OpenRLHF flags that read the rows. Other packages add rewards through the entry-point
-group ``openrlhf_act.rewards`` whose objects are :class:`RewardSpec` instances.
+OpenRLHF has no registry of its own (it loads a reward *file* by path), so naming a reward means: a
+name here and an entry file OpenRLHF can load (``openrlhf-act reward path NAME``). Other packages add
+rewards through the entry-point group ``openrlhf_act.rewards`` whose objects are :class:`RewardSpec`
+instances.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from openrlhf_act.rewards.batch import RewardFn, score_batch
 from openrlhf_act.rewards.config import RewardConfig
 
 ENTRY_POINT_GROUP = "openrlhf_act.rewards"
-_ENTRY_DIR = Path(__file__).resolve().parent / "integrations" / "openrlhf"
+_ENTRY_DIR = Path(__file__).resolve().parent.parent / "integrations" / "openrlhf"
 
 BatchScorer = Callable[[Sequence[Any], Sequence[Any], Sequence[Any], RewardConfig], list[RewardResult]]
 
@@ -46,17 +46,6 @@ class RewardSpec:
             return score_batch(fn, keys, queries, prompts, labels, config, name)
 
         return cls(name, description, keys, score, entry_file)
-
-
-@dataclass(frozen=True)
-class DataKind:
-    """A row shape we write, the OpenRLHF program that reads it, and the flags it needs."""
-
-    name: str
-    description: str
-    openrlhf_module: str
-    flags: tuple[str, ...]
-    reward: str | None = None
 
 
 def _builtin_rewards() -> dict[str, RewardSpec]:
@@ -127,59 +116,4 @@ AGENT_EXECUTORS: dict[str, tuple[str, str]] = {
         str(_ENTRY_DIR / "env_executor.py"),
         "plays live ScienceWorld / ALFWorld episodes; the episode score is the reward",
     ),
-}
-
-DATA_KINDS: dict[str, DataKind] = {
-    kind.name: kind
-    for kind in (
-        DataKind(
-            "act_judgment",
-            "contrast prompts: which of K candidate actions is better (ACT stage, GRPO)",
-            "openrlhf.cli.train_ppo_ray",
-            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
-            reward="act_judgment",
-        ),
-        DataKind(
-            "next_action",
-            "agent prompts at expert states, labelled with the expert action (RL stage, GRPO)",
-            "openrlhf.cli.train_ppo_ray",
-            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
-            reward="next_action",
-        ),
-        DataKind(
-            "sft",
-            "agent prompt -> expert action (IL stage)",
-            "openrlhf.cli.train_sft",
-            ("--data.input_key prompt", "--data.output_key response", "--data.apply_chat_template"),
-        ),
-        DataKind(
-            "sft_multiturn",
-            "whole expert episodes as chats, every action a target (IL stage, --data.multiturn)",
-            "openrlhf.cli.train_sft",
-            ("--data.input_key messages", "--data.multiturn", "--data.apply_chat_template"),
-        ),
-        DataKind(
-            "dpo",
-            "agent prompt, chosen = expert action, rejected = sampled alternative (DPO control)",
-            "openrlhf.cli.train_dpo",
-            (
-                "--data.prompt_key prompt",
-                "--data.chosen_key chosen",
-                "--data.rejected_key rejected",
-                "--data.apply_chat_template",
-            ),
-        ),
-        DataKind(
-            "online_env",
-            "one row per environment episode, played live by the online executor (beyond the paper)",
-            "openrlhf.cli.train_ppo_ray",
-            ("--data.input_key prompt", "--data.label_key label", "--data.apply_chat_template"),
-        ),
-        DataKind(
-            "sft_choice",
-            "contrast prompt -> the correct verdict, no reasoning (SFT-on-choice control)",
-            "openrlhf.cli.train_sft",
-            ("--data.input_key prompt", "--data.output_key response", "--data.apply_chat_template"),
-        ),
-    )
 }
