@@ -15,7 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bench.common import BenchResult, at_least, at_most
 
@@ -24,6 +26,7 @@ STEPS_PER_TRAJECTORY = 20
 
 def write_canonical(path: Path, states: int, seed: int = 0) -> None:
     """Synthetic ScienceWorld-like trajectories: ~300-char observations, 10 admissible actions."""
+    from openrlhf_act.files import write_jsonl
     from openrlhf_act.schema import Outcome, Step, Trajectory
 
     rng = random.Random(seed)
@@ -44,17 +47,19 @@ def write_canonical(path: Path, states: int, seed: int = 0) -> None:
         "living",
         "thing",
     ]
-    with open(path, "w", encoding="utf-8") as handle:
+
+    def trajectories() -> Iterator[dict[str, Any]]:
         for t in range(states // STEPS_PER_TRAJECTORY):
             steps = []
             for _ in range(STEPS_PER_TRAJECTORY):
                 observation = " ".join(rng.choice(words) for _ in range(55))
                 actions = tuple(f"{rng.choice(words)} {rng.choice(words)} {j}" for j in range(10))
                 steps.append(Step(observation=observation, action=actions[0], admissible=actions, reward=0.0))
-            trajectory = Trajectory(
+            yield Trajectory(
                 f"task{t % 30}/v{t}", "scienceworld", "Your task is to boil water.", tuple(steps), Outcome(100, True)
-            )
-            handle.write(trajectory.to_line() + "\n")
+            ).to_json()
+
+    write_jsonl(path, trajectories())
 
 
 def write_tokenizer(out: Path, corpus: Path, lines: int = 200) -> Path:

@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.common import BenchResult  # noqa: E402
+from openrlhf_act.files import write_text  # noqa: E402
 
 
 def discover() -> list[str]:
@@ -56,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             r.name: {"value": r.value, "unit": r.unit, "target": r.target, "ok": r.ok, "note": r.note} for r in results
         }
-        tmp = Path(args.json).with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(args.json)
+        write_text(args.json, json.dumps(payload, indent=2))
     return 0
 
 

@@ -70,11 +70,6 @@ def derive_seed(seed: int, key: str, round_index: int) -> int:
     digest = hashlib.sha256(f"{seed}:{key}:{round_index}".encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
-    @property
-    def accepted_share(self) -> float | None:
-        """Accepted completions / completions judged (the rest were not needed once a state was full)."""
-        return self.accepted / self.completions if self.completions else None
-
 
 def classify(completion: Completion, state: State, kept: list[str], require_admissible: bool) -> tuple[str | None, str]:
     """Return (action, "ok") for a usable completion, else (None, reason)."""

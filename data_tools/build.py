@@ -22,7 +22,7 @@ from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
 from data_tools.splits import eval_groups, split_of
 from openrlhf_act import __version__
 from openrlhf_act.errors import DataError
-from openrlhf_act.files import atomic_open, dumps, sha256_file, write_json
+from openrlhf_act.files import atomic_open, sha256_file, write_json, write_rows
 from openrlhf_act.prompt_budget import (
     DEFAULT_MAX_PROMPT_TOKENS,
     FittedConfig,
@@ -32,7 +32,7 @@ from openrlhf_act.prompt_budget import (
     prompt_manifest,
 )
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
-from openrlhf_act.schema import ContrastPair, State
+from openrlhf_act.schema import ContrastPair, State, decode_judgment_label
 from openrlhf_act.states import StateConfig, observation_clipped, states_from_trajectory
 
 logger = logging.getLogger(__name__)
@@ -214,23 +214,25 @@ def no_pairs_reason(sampler: str, states: list[State], stats: AlternativeStats) 
 
 
 def _gold_positions(rows: list[dict[str, Any]]) -> dict[str, int]:
-    import json
-
-    counts = Counter(json.loads(r["label"])["answer"] for r in rows)
+    counts = Counter(decode_judgment_label(r["label"]).answer for r in rows)
     return {str(k): counts[k] for k in sorted(counts)}
 
 
+def manifest_head(schema: str, config: dict[str, Any], inputs: Sequence[str]) -> dict[str, Any]:
+    """What every manifest of ours (build, export) starts with: its schema, the package, the full
+    configuration and a hash of every input file."""
+    return {
+        "schema": schema,
+        "package": {"name": "openrlhf-act", "version": __version__},
+        "config": config,
+        "inputs": [{"path": str(p), "sha256": sha256_file(p) if Path(p).is_file() else None} for p in inputs],
+    }
+
+
 def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes, budgets):
-    inputs = []
-    for path in config.inputs:
-        p = Path(path)
-        inputs.append({"path": str(path), "sha256": sha256_file(p) if p.is_file() else None})
     tasks = {split: len({p.state.task_id for p in pairs[split]}) for split in pairs}
     return {
-        "schema": MANIFEST_SCHEMA,
-        "package": {"name": "openrlhf-act", "version": __version__},
-        "config": config.to_json(),
-        "inputs": inputs,
+        **manifest_head(MANIFEST_SCHEMA, config.to_json(), config.inputs),
         "sampler": {"name": config.sampler, "fingerprint": sampler.fingerprint()},
         "counts": {
             "trajectories": trajectories,
@@ -259,12 +261,9 @@ def _write_outputs(out: Path, rows, pairs, manifest, rejects) -> None:
         atomic_open(out / "eval.jsonl") as evaluation,
         atomic_open(out / "pairs.jsonl") as pair_file,
     ):
-        for handle, split in ((train, "train"), (evaluation, "eval")):
-            for row in rows[split]:
-                handle.write(dumps(row) + "\n")
-        for split in ("train", "eval"):
-            for pair in pairs[split]:
-                pair_file.write(dumps(pair_to_json(pair, split)) + "\n")
+        write_rows(train, rows["train"])
+        write_rows(evaluation, rows["eval"])
+        write_rows(pair_file, (pair_to_json(pair, split) for split in ("train", "eval") for pair in pairs[split]))
     if rejects is not None:
         rejects.write(out / "rejects.jsonl")
     write_json(out / "manifest.json", manifest)
@@ -284,32 +283,6 @@ def iter_contrast_rows(config: BuildConfig, budget: PromptBudget | None = None) 
             for i, state in enumerate(states)
         ]
         yield from fitted_contrast_rows(placed, budget, config.verdict_tag)
-
-
-def openrlhf_command(out_dir: Path, model: str = "<model>") -> str:
-    """The exact OpenRLHF command that trains the ACT stage on a build (recipes/act.sh is the full one)."""
-    from openrlhf_act.data_kinds import DATA_KINDS
-    from openrlhf_act.rewards.catalog import get_reward
-
-    kind = DATA_KINDS["act_judgment"]
-    out = out_dir.resolve()
-    lines = [
-        f"python -m {kind.openrlhf_module}",
-        f"--actor.model_name_or_path {model}",
-        f"--data.prompt_dataset {out / 'train.jsonl'}",
-        f"--eval.dataset {out / 'eval.jsonl'}",
-        *kind.flags,
-        f"--reward.remote_url {get_reward('act_judgment').entry_file}",
-        "--algo.advantage.estimator group_norm",
-        "--rollout.n_samples_per_prompt 8",
-        "--algo.dynamic_filtering_enable",
-        "--algo.dynamic_filtering_range 0 1",
-        "--vllm.num_engines 8",
-        "--train.colocate_all",
-        "--ds.zero_stage 3",
-        "--ckpt.save_hf",
-    ]
-    return " \\\n    ".join(lines)
 
 
 def summary(result: BuildResult) -> str:

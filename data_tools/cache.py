@@ -1,9 +1,8 @@
 """Per-state cache of sampled completions, so an interrupted build resumes without re-sampling.
 
-An append-only JSONL file: one line per sampled request, keyed by a hash of everything that
-determines the completions (sampler fingerprint, prompt messages, n, seed), holding each completion
-as ``[text, finish_reason, think_open]``. A torn last line from a crash is ignored on load. Appends are flushed
-after every batch.
+A :class:`openrlhf_act.files.RecordLog`: one line per sampled request, keyed by a hash of everything
+that determines the completions (sampler fingerprint, prompt messages, n, seed), holding each
+completion as ``[text, finish_reason, think_open]``, appended after every batch.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.actions import Completion
+from openrlhf_act.files import RecordLog, read_jsonl
 
 
 def request_key(
@@ -38,19 +38,17 @@ class SampleCache:
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
         self._entries: dict[str, list[Completion]] = {}
-        if self.path and self.path.exists():
+        if self.path:
             self._load()
-        self._handle = None
+        self._log: RecordLog | None = None
 
     def _load(self) -> None:
         assert self.path is not None
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    entry = json.loads(line)
-                    self._entries[entry["k"]] = [Completion(*fields) for fields in entry["c"]]
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue  # a torn line from an interrupted run
+        for entry in read_jsonl(self.path, log=True):
+            try:
+                self._entries[entry["k"]] = [Completion(*fields) for fields in entry["c"]]
+            except (KeyError, TypeError, ValueError):
+                continue  # not a cache entry
 
     def get(self, key: str) -> list[Completion] | None:
         return self._entries.get(key)
@@ -60,18 +58,14 @@ class SampleCache:
             self._entries[key] = completions
         if self.path is None or not items:
             return
-        if self._handle is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across batches
-        for key, completions in items:
-            entry = {"k": key, "c": [list(c) for c in completions]}
-            self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._handle.flush()
+        if self._log is None:
+            self._log = RecordLog(self.path)  # kept open across batches
+        self._log.extend({"k": key, "c": [list(c) for c in completions]} for key, completions in items)
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -2,14 +2,14 @@
 
 Episodes run in parallel worker processes, one simulator each. Workers ignore Ctrl-C; the parent
 catches it, tells them to stop after their current episode, and every worker closes its simulator
-in a ``finally``. Finished episodes are appended to ``<out>.partial`` as they complete, so an
-interrupted run resumes where it stopped; the final file is written sorted (deterministic) and
-atomically, then the partial file is removed.
+in a ``finally``. Finished episodes are appended to ``<out>.partial`` (a
+:class:`openrlhf_act.files.RecordLog`) as they complete, so an interrupted run resumes where it
+stopped; the final file is written sorted (deterministic) and atomically, then the partial file is
+removed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import queue
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.envs.base import EnvError, EnvTask
-from openrlhf_act.files import write_jsonl
+from openrlhf_act.files import RecordLog, read_jsonl, write_jsonl
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
 logger = logging.getLogger(__name__)
@@ -153,17 +153,10 @@ def _worker(env_name: str, jobs: mp.Queue, results: mp.Queue, stop: Any, with_ad
 
 def _read_partial(path: Path) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return done
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # torn last line
-            if record.get("drop") == "env_error":
-                continue  # a crashed or interrupted simulator: retry this episode on resume
-            done[record["task_id"]] = record
+    for record in read_jsonl(path, log=True):
+        if record.get("drop") == "env_error":
+            continue  # a crashed or interrupted simulator: retry this episode on resume
+        done[record["task_id"]] = record
     return done
 
 
@@ -251,11 +244,10 @@ def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_a
 
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
-    partial.parent.mkdir(parents=True, exist_ok=True)
     finished_workers = 0
     fatal: str | None = None
     try:
-        with open(partial, "a", encoding="utf-8") as sink:
+        with RecordLog(partial) as sink:
             while finished_workers < workers:
                 try:
                     message = results.get(timeout=1.0)
@@ -268,8 +260,7 @@ def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_a
                 elif "fatal" in message:
                     fatal = message["fatal"]
                 else:
-                    sink.write(json.dumps(message, ensure_ascii=False) + "\n")
-                    sink.flush()
+                    sink.append(message)
                     progress.update(1)
     finally:
         if in_main_thread:

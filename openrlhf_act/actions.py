@@ -155,7 +155,17 @@ def read_action(
     admissible: tuple[str, ...] | list[str] | None = None,
     truncated: bool = False,
 ) -> ActionRead:
-    """Apply the grammar of the module docstring. Never raises for any string input."""
+    """Apply the grammar of the module docstring. Never raises for any string input.
+
+    >>> read_action("<think>The drawer may hold the key.</think>Action: open drawer 1")
+    ActionRead(action='open drawer 1', reason='ok')
+    >>> read_action("Action: open drawer 1\\nAction: go to desk 1")
+    ActionRead(action=None, reason='several_actions')
+    >>> read_action("I would look around first.", admissible=["look around"]).reason
+    'bare_not_admissible'
+    >>> read_action("Action: open drawer 1", truncated=True).reason  # cut off by the length limit
+    'truncated'
+    """
     if truncated:
         return ActionRead(None, TRUNCATED)
     text, _ = strip_end_markers(response)

@@ -7,10 +7,11 @@ state followed by the numbered candidates.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
-from openrlhf_act.schema import State
+from openrlhf_act.schema import JudgmentLabel, State
 
 DEFAULT_MAX_ADMISSIBLE_IN_PROMPT = 50
 ENV_TITLES = {"scienceworld": "ScienceWorld", "alfworld": "ALFWorld", "webshop": "WebShop", "textworld": "TextWorld"}
@@ -21,6 +22,9 @@ AGENT_SYSTEM = (
     "exactly one line of the form\nAction: <command>"
 )
 AGENT_INSTRUCTION = 'What is your next action? End your reply with one line "Action: <command>".'
+# The next observation after a reply that named no action (evaluation and the online executor send
+# nothing to the environment then).
+NO_ACTION_FEEDBACK = 'No action was recognised. End your reply with one line of the form "Action: <command>".'
 
 JUDGE_SYSTEM = (
     "You are an expert agent in the text environment {env}. You are shown the task, the recent "
@@ -143,6 +147,21 @@ def _candidate_labels(k: int) -> tuple[str, ...]:
 def candidate_lines(candidates: tuple[str, ...] | list[str]) -> str:
     """The numbered candidate block of the judgment prompt ("Action 1: ...\nAction 2: ...")."""
     return safe_text("".join(candidate_pieces(candidates)))
+
+
+def reverse_candidates(prompt: str, label: JudgmentLabel) -> tuple[str, JudgmentLabel] | None:
+    """The same question with the candidates in reverse order (with two, swapped): the rendered
+    ``prompt`` (the user message, or the whole chat-templated text) with its candidate block replaced,
+    and the label whose answer follows the expert. Swap consistency is checked with this in training
+    (the consistency executor) and in evaluation (``eval judgment``). ``None`` when the block is not
+    found on its own lines exactly once, or reversing changes nothing.
+    """
+    swapped = replace(label, candidates=label.candidates[::-1], answer=len(label.candidates) + 1 - label.answer)
+    block = "\n" + candidate_lines(label.candidates) + "\n"
+    swapped_block = "\n" + candidate_lines(swapped.candidates) + "\n"
+    if block == swapped_block or prompt.count(block) != 1:
+        return None
+    return prompt.replace(block, swapped_block), swapped
 
 
 def judgment_messages(

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from openrlhf_act.errors import DataError
+from openrlhf_act.files import dumps
 
 TRAJECTORY_SCHEMA = "openrlhf-act/trajectory/v1"
 JUDGMENT_KIND = "act_judgment"
@@ -75,7 +76,7 @@ class Trajectory:
         }
 
     def to_line(self) -> str:
-        return json.dumps(self.to_json(), ensure_ascii=False, sort_keys=False)
+        return dumps(self.to_json())
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class NextActionLabel:
 
 def encode_label(label: JudgmentLabel | NextActionLabel) -> str:
     """Labels travel as JSON strings: one consistent column type for ``datasets`` and OpenRLHF."""
-    return json.dumps(label.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return dumps(label.to_json())
 
 
 def _label_dict(raw: Any) -> dict[str, Any]:

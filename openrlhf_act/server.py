@@ -8,7 +8,8 @@ reward over HTTP keeps the rollout actors free of our package and lets one servi
 Small requests (OpenRLHF sends one sample each) are scored inline in the event loop: the reward takes
 microseconds. Large bodies are parsed and scored in a worker thread, so ``/health`` and other clients keep
 being answered. Connections are bounded and timed (:mod:`openrlhf_act.server_connections`); ``--workers N``
-forks N processes that share the port (:mod:`openrlhf_act.server_workers`).
+forks N processes that share the port; :func:`openrlhf_act.server_workers.serve` runs one worker or
+supervises N.
 """
 
 from __future__ import annotations
@@ -384,17 +385,3 @@ def run_worker(options: ServeOptions, on_ready: Callable[[int], None], *, reuse_
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-
-
-def serve(options: ServeOptions) -> int:
-    """Run the service in the foreground until SIGTERM/SIGINT; return the exit code."""
-    if options.workers < 1:
-        raise ServeError("--workers must be at least 1")
-    if options.workers == 1:
-        run_worker(options, lambda port: announce(options, port))
-        return 0
-    if options.port == 0:
-        raise ServeError("--port 0 (any free port) works only with --workers 1: workers must share one port")
-    from openrlhf_act.server_workers import supervise
-
-    return supervise(options)

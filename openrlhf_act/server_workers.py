@@ -1,4 +1,5 @@
-"""``serve-reward --workers N``: N forked processes sharing the port (SO_REUSEPORT), supervised.
+"""Running the reward service: one worker in the foreground, or ``--workers N`` forked processes
+sharing the port (SO_REUSEPORT), supervised.
 
 The parent only supervises: it forwards SIGTERM/SIGINT to the workers by pid, replaces a worker that dies
 on its own (giving up when they keep dying), and exits when all have exited. Workers die with the parent
@@ -28,6 +29,18 @@ WORKER_START_TIMEOUT_S = 60.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 _PR_SET_PDEATHSIG = 1
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the service in the foreground until SIGTERM/SIGINT; return the exit code."""
+    if options.workers < 1:
+        raise ServeError("--workers must be at least 1")
+    if options.workers == 1:
+        run_worker(options, lambda port: announce(options, port))
+        return 0
+    if options.port == 0:
+        raise ServeError("--port 0 (any free port) works only with --workers 1: workers must share one port")
+    return supervise(options)
 
 
 def die_with_parent(parent_pid: int) -> None:

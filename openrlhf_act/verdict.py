@@ -88,7 +88,17 @@ def parse_verdict(
     tag: str = "answer",
     candidates: Sequence[str] | None = None,
 ) -> Verdict:
-    """Apply the grammar above. Never raises for any string input."""
+    """Apply the grammar above. Never raises for any string input.
+
+    >>> parse_verdict("<think>Only the kitchen has a fridge.</think><answer>Action 2</answer>", 2)
+    Verdict(choice=2, reason='ok', reasoning_chars=37, final_chars=25)
+    >>> parse_verdict("<answer>Action 1 or Action 2</answer>", 2).reason
+    'hedge'
+    >>> parse_verdict("<think><answer>Action 1</answer>?</think><answer>(2)</answer>", 2).choice  # drafts ignored
+    2
+    >>> parse_verdict("<answer>Action 1: go to kitchen</answer>", 2, candidates=["open door", "go to kitchen"]).reason
+    'disagree'
+    """
     text, _ = strip_end_markers(response)
     r_chars, final, unclosed = final_segment(text)
     f_chars = len(final)

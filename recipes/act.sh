@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ACT judgment stage: GRPO on contrast prompts ("which action is better?"), rewarded by act_judgment.
 #
-# Input:  $DATA_DIR/act/{train,eval}.jsonl from `openrlhf-act data build --out $DATA_DIR/act`.
+# Input:  $ACT_DATA/{train,eval}.jsonl (default $DATA_DIR/act) from `openrlhf-act data build --out $DATA_DIR/act`.
 # Output: a Hugging Face checkpoint in $SAVE_DIR (default $OUTPUT_DIR/act), the model for IL or RL next.
 # Usage:  bash recipes/act.sh            (PRESET=small bash recipes/act.sh for a first try on 1 GPU)
 #         DRY_RUN=1 bash recipes/act.sh  (print the commands; `openrlhf-act recipe list` shows every setting)
@@ -13,23 +13,36 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 stage_setup act
+setting ACT_DATA "$DATA_DIR/act" "folder of the ACT contrast prompts (openrlhf-act data build --out)"
+absolute ACT_DATA
 setting ACT_LR 1e-6 "actor learning rate of the ACT stage"
 setting ACT_SWAP_CONSISTENCY 0 "1: also ask each prompt with the candidates swapped, bonus when both verdicts are right (the consistency executor replaces the reward file; about 2x rollout cost)"
 setting OPENRLHF_ACT_CONSISTENCY_BONUS "" "ACT_SWAP_CONSISTENCY=1: the bonus (default 0.5); forwarded to the Ray workers"
-require_int ACT_SWAP_CONSISTENCY
+switch ACT_SWAP_CONSISTENCY
 settings_done
+# The flag groups every stage shares (values from the settings above):
+source "$(dirname "${BASH_SOURCE[0]}")/openrlhf_flags.sh"
 
-grpo_args "$ACT_LR"
-OPENRLHF_ARGS+=(
-    --data.prompt_dataset "$DATA_DIR/act/train.jsonl"
-    --eval.dataset "$DATA_DIR/act/eval.jsonl"
-)
-add_data_flags act_judgment
+DATA_KIND=act_judgment # what recipe check holds the --data.* flags below to (openrlhf_act/data_kinds.py)
 if [[ $ACT_SWAP_CONSISTENCY == 1 ]]; then
-    add_agent_executor consistency_executor.py
+    entry_file executor consistency
+    scoring=(--train.agent_func_path "$executor")
     FORWARD_ENV+=" OPENRLHF_ACT_CONSISTENCY_BONUS"
 else
-    add_reward act_judgment
+    entry_file reward act_judgment
+    scoring=(--reward.remote_url "$reward")
 fi
-add_extra_args
-launch_ray_module openrlhf.cli.train_ppo_ray "${OPENRLHF_ARGS[@]}"
+
+# The shared groups are in openrlhf_flags.sh; this stage's own flags are written here.
+launch_ray_module openrlhf.cli.train_ppo_ray \
+    --actor.model_name_or_path "$MODEL" \
+    "${GRPO_CLUSTER[@]}" \
+    "${GRPO_ALGORITHM[@]}" \
+    --actor.adam.lr "$ACT_LR" \
+    --data.prompt_dataset "$ACT_DATA/train.jsonl" --eval.dataset "$ACT_DATA/eval.jsonl" \
+    --data.input_key prompt --data.label_key label --data.apply_chat_template \
+    "${scoring[@]}" \
+    "${GRPO_ROLLOUT[@]}" \
+    "${GRPO_DEEPSPEED[@]}" \
+    "${EVAL_CHECKPOINTS_AND_LOGS[@]}" \
+    "${EXTRA_ARGS[@]}" # $ACT_EXTRA_ARGS: your own flags, last (later flags win)

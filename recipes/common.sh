@@ -1,14 +1,16 @@
 # shellcheck shell=bash
-# Shared prelude of the openrlhf-act recipes (sourced by each of them, never run on its own).
-#
-# What it gives a recipe: settings read from the environment with documented defaults and two
-# presets, one way to print or run a command, the Ray / DeepSpeed launchers, and the OpenRLHF flags
-# that every GRPO or SFT/DPO stage shares. A new recipe (say, online-environment RL) sources this
-# file, declares its own settings, calls grpo_args, adds its flags and calls launch_ray_module.
+# The mechanics every openrlhf-act recipe shares (sourced by each of them, never run on its own):
+# settings read from the environment with documented defaults and three presets, one way to print
+# or run a command, and the Ray / DeepSpeed launchers with the Ray runtime environment. No OpenRLHF
+# flag is written here: each recipe writes its own OpenRLHF command line, naming the flag groups the
+# stages share (openrlhf_flags.sh) and writing its own flags in plain sight.
 #
 #   DRY_RUN=1        print every command, fully expanded, one per line, shell-quoted; run nothing
 #   LIST_SETTINGS=1  print the settings (setting<TAB>NAME<TAB>VALUE<TAB>DOC); run nothing
 #
+# A recipe calls stage_setup, declares its settings (setting, by_preset, require_*, switch), calls
+# settings_done, sources openrlhf_flags.sh, then writes `launch_ray_module MODULE FLAGS...` or
+# `launch_deepspeed_module MODULE FLAGS...`, where `${on[NAME]:+FLAG...}` adds FLAG... only when the setting NAME asks for it.
 # `openrlhf-act recipe list` shows every setting with its defaults; `openrlhf-act recipe check`
 # expands the recipes with DRY_RUN=1 and validates every flag against the installed OpenRLHF.
 
@@ -85,6 +87,21 @@ require_choice() {
     die "$name must be one of: $*; got '${!name}'"
 }
 
+# on[NAME] is set when the setting NAME asks for its flags: a switch at 1 (see `switch`), MAX_SAMPLES
+# other than all, and on[$LOGGER] for the chosen logger. A recipe writes `${on[NAME]:+FLAG...}`.
+declare -gA on=()
+
+switch() {
+    # switch NAME...: 0/1 settings; on[NAME] is set for each one at 1.
+    local name
+    for name in "$@"; do
+        require_choice "$name" 0 1
+        if [[ ${!name} == 1 ]]; then
+            on[$name]=1
+        fi
+    done
+}
+
 absolute() {
     # absolute VAR: make a relative path absolute (Ray jobs run in another working directory).
     local name=$1
@@ -130,7 +147,11 @@ setting PARAM_DTYPE bf16 "training precision (--ds.param_dtype: bf16 | fp16)"
 setting ATTN_IMPL "$(by_preset flash_attention_2 flash_attention_2 sdpa)" "attention implementation for training (--ds.attn_implementation)"
 setting PACKING "$(by_preset 1 1 0)" "1: pack samples into one sequence (--ds.packing_samples; needs flash_attention_2)"
 setting GRADIENT_CHECKPOINTING "$(by_preset 1 1 0)" "1: recompute activations in the backward pass (--actor/--model.gradient_checkpointing_enable)"
-require_int VLLM_ENGINES COLOCATE SLEEP PREFIX_CACHING ENFORCE_EAGER ZERO_STAGE PACKING GRADIENT_CHECKPOINTING
+require_int VLLM_ENGINES ZERO_STAGE
+switch COLOCATE SLEEP PREFIX_CACHING ENFORCE_EAGER PACKING GRADIENT_CHECKPOINTING
+if [[ $COLOCATE != 1 ]]; then
+    unset 'on[SLEEP]' # sleep mode only applies to roles that share their GPUs
+fi
 
 setting GROUP_SIZE "$(by_preset 8 8 4)" "GRPO group: responses sampled per prompt (--rollout.n_samples_per_prompt)"
 setting ESTIMATOR group_norm "advantage estimator (GRPO: group_norm; also dr_grpo, rloo, reinforce_baseline)"
@@ -143,7 +164,8 @@ setting MICRO_TRAIN_BATCH "$(by_preset 2 4)" "samples per GPU per training micro
 setting PROMPT_MAX_LEN "$(by_preset 4096 2048 1536)" "longest prompt in tokens (GRPO stages)"
 setting GENERATE_MAX_LEN "$(by_preset 8192 2048 48)" "longest response in tokens: thinking-length by default (GRPO stages)"
 setting TEMPERATURE 1.0 "rollout sampling temperature"
-require_int GROUP_SIZE DYNAMIC_FILTERING ROLLOUT_BATCH TRAIN_BATCH MICRO_ROLLOUT_BATCH MICRO_TRAIN_BATCH
+switch DYNAMIC_FILTERING
+require_int GROUP_SIZE ROLLOUT_BATCH TRAIN_BATCH MICRO_ROLLOUT_BATCH MICRO_TRAIN_BATCH
 require_int PROMPT_MAX_LEN GENERATE_MAX_LEN
 
 setting SFT_MAX_LEN "$(by_preset 4096 2048 1600)" "longest prompt + target in tokens (IL, DPO and SFT-on-choice stages)"
@@ -159,10 +181,15 @@ setting SAVE_STEPS "$(by_preset 50 50 1)" "save a resumable checkpoint every N s
 setting SEED 42 "training seed"
 setting MAX_SAMPLES "$(by_preset all all 4)" "use at most N rows of each training and eval file (--data.max_samples) | all"
 require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED
-[[ $MAX_SAMPLES == all ]] || require_int MAX_SAMPLES
+if [[ $MAX_SAMPLES != all ]]; then
+    require_int MAX_SAMPLES
+    on[MAX_SAMPLES]=1
+fi
 
 setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (log in first or set WANDB_API_KEY) | none"
 require_choice LOGGER tensorboard wandb none
+# shellcheck disable=SC2034  # read by the recipes
+on[$LOGGER]=1
 setting WANDB_PROJECT openrlhf-act "LOGGER=wandb: project"
 setting WANDB_GROUP "" "LOGGER=wandb: group (e.g. one per pipeline)"
 
@@ -210,8 +237,8 @@ run_cmd() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# What the installed plugin knows (one CLI call, shared with child recipes): reward entry files
-# (ACT_REWARD_FILES), the OpenRLHF flags of each data kind (ACT_DATA_FLAGS), ACT_PACKAGE_DIR, ACT_VERSION.
+# What the installed plugin knows (one CLI call, shared with child recipes): the files OpenRLHF loads,
+# reward files and agent executors (ACT_ENTRY_FILES), ACT_CPU_ENV, ACT_PACKAGE_DIR, ACT_VERSION.
 
 if [[ -z ${OPENRLHF_ACT_RECIPE_VARS:-} ]]; then
     command -v openrlhf-act >/dev/null 2>&1 ||
@@ -237,183 +264,34 @@ if [[ $PRESET == cpu ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Building OpenRLHF arguments. Recipes append to the global array OPENRLHF_ARGS.
+# What a recipe's command line reads besides its settings. A recipe also names the data kind its
+# rows are (DATA_KIND, see openrlhf_act/data_kinds.py): `recipe check` holds its --data.* flags to it.
 
-OPENRLHF_ARGS=()
 DATA_KIND=""
 JOB_WORKING_DIR=""
 
 stage_setup() {
-    # stage_setup NAME: the stage's output directory, run name and extra flags.
+    # stage_setup NAME: the stage's SAVE_DIR, RUN_NAME and EXTRA_ARGS (the words of <NAME>_EXTRA_ARGS).
     STAGE=$1
     setting SAVE_DIR "$OUTPUT_DIR/$STAGE" "where this stage writes its final Hugging Face checkpoint (and ckpt/, logs)"
     absolute SAVE_DIR
     setting RUN_NAME "$STAGE-$PRESET" "run name shown by the logger"
     local extra=${STAGE^^}_EXTRA_ARGS
     setting "$extra" "" "more OpenRLHF flags for this stage, appended last (space-separated; later flags win)"
+    # shellcheck disable=SC2034  # read by the recipes
+    read -ra EXTRA_ARGS <<<"${!extra}"
 }
 
-add_data_flags() {
-    # add_data_flags KIND: the flags that make OpenRLHF read rows of this data kind (openrlhf_act.data_kinds.DATA_KINDS).
-    local kind=$1 flags
-    [[ -n ${ACT_DATA_FLAGS[$kind]:-} ]] || die "unknown data kind '$kind'"
-    read -ra flags <<<"${ACT_DATA_FLAGS[$kind]}"
-    OPENRLHF_ARGS+=("${flags[@]}")
-    DATA_KIND=$kind
-}
-
-reward_location() {
-    # reward_location NAME: REPLY = the path OpenRLHF loads the reward entry file from. In MODE=job with a
-    # shipped plugin, the entry file's folder becomes the job's working_dir and the path is relative to it.
-    local file=${ACT_REWARD_FILES[$1]:-}
-    [[ -n $file ]] || die "unknown reward '$1' (see: openrlhf-act reward list)"
-    if [[ $MODE == job && $JOB_SHIP != installed ]]; then
-        JOB_WORKING_DIR=$(dirname "$file")
-        REPLY=$(basename "$file")
-    else
-        REPLY=$file
-    fi
-}
-
-add_reward() {
-    reward_location "$1"
-    OPENRLHF_ARGS+=(--reward.remote_url "$REPLY")
-}
-
-add_agent_executor() {
-    # add_agent_executor FILE: OpenRLHF's --train.agent_func_path (instead of a reward file); shipped like a reward file.
-    local file=$ACT_PACKAGE_DIR/integrations/openrlhf/$1
+entry_file() {
+    # entry_file VAR NAME: VAR = the path OpenRLHF loads the reward file or agent executor NAME from. In
+    # MODE=job with a shipped plugin, the file's folder becomes the job's working_dir and the path is relative to it.
+    local file=${ACT_ENTRY_FILES[$2]:-}
+    [[ -n $file ]] || die "unknown reward or agent executor '$2' (see: openrlhf-act reward list)"
     if [[ $MODE == job && $JOB_SHIP != installed ]]; then
         JOB_WORKING_DIR=$(dirname "$file")
         file=$(basename "$file")
     fi
-    OPENRLHF_ARGS+=(--train.agent_func_path "$file")
-}
-
-add_extra_args() {
-    local extra=${STAGE^^}_EXTRA_ARGS words
-    read -ra words <<<"${!extra}"
-    OPENRLHF_ARGS+=("${words[@]}")
-}
-
-logger_args() {
-    case $LOGGER in
-        tensorboard) OPENRLHF_ARGS+=(--logger.tensorboard_dir "$SAVE_DIR/tensorboard") ;;
-        wandb)
-            # "True" makes OpenRLHF use the login already present (wandb login / WANDB_API_KEY): no secret on the command line.
-            OPENRLHF_ARGS+=(--logger.wandb.key True --logger.wandb.project "$WANDB_PROJECT")
-            if [[ -n $WANDB_GROUP ]]; then
-                OPENRLHF_ARGS+=(--logger.wandb.group "$WANDB_GROUP")
-            fi
-            ;;
-        none) ;;
-    esac
-    OPENRLHF_ARGS+=(--logger.wandb.run_name "$RUN_NAME" --logger.logging_steps 1)
-}
-
-switch_flag() {
-    # switch_flag SETTING FLAG...: add the on/off FLAGs when SETTING is 1.
-    local name=$1
-    shift
-    if [[ ${!name} == 1 ]]; then
-        OPENRLHF_ARGS+=("$@")
-    fi
-}
-
-max_samples_args() {
-    if [[ $MAX_SAMPLES != all ]]; then
-        OPENRLHF_ARGS+=(--data.max_samples "$MAX_SAMPLES")
-    fi
-}
-
-checkpoint_args() {
-    OPENRLHF_ARGS+=(
-        --ckpt.output_dir "$SAVE_DIR"
-        --ckpt.path "$SAVE_DIR/ckpt"
-        --ckpt.save_steps "$SAVE_STEPS"
-        --ckpt.save_hf
-        --ckpt.max_num 2
-        --ckpt.load_enable
-    )
-}
-
-grpo_args() {
-    # grpo_args LR: OPENRLHF_ARGS = the train_ppo_ray flags of a GRPO stage (cluster layout, vLLM,
-    # GRPO with KL loss, ZeRO, lengths, batches, checkpoints, logger). Add data, reward and eval.
-    local lr=$1
-    OPENRLHF_ARGS=(
-        --actor.model_name_or_path "$MODEL"
-        --actor.num_nodes "$NNODES"
-        --actor.num_gpus_per_node "$GPUS_PER_NODE"
-        --ref.num_nodes "$NNODES"
-        --ref.num_gpus_per_node "$GPUS_PER_NODE"
-        --vllm.num_engines "$VLLM_ENGINES"
-        --vllm.tensor_parallel_size "$VLLM_TP"
-        --vllm.gpu_memory_utilization "$VLLM_GPU_UTIL"
-        --vllm.sync_backend "$SYNC_BACKEND"
-    )
-    switch_flag PREFIX_CACHING --vllm.enable_prefix_caching
-    switch_flag ENFORCE_EAGER --vllm.enforce_eager
-    switch_flag COLOCATE --train.colocate_all
-    if [[ $COLOCATE == 1 ]]; then
-        switch_flag SLEEP --vllm.enable_sleep --ds.enable_sleep
-    fi
-    OPENRLHF_ARGS+=(
-        --algo.advantage.estimator "$ESTIMATOR"
-        --rollout.n_samples_per_prompt "$GROUP_SIZE"
-        --algo.kl.use_loss
-        --algo.kl.estimator k3
-        --algo.kl.init_coef "$KL_COEF"
-    )
-    if [[ $DYNAMIC_FILTERING == 1 ]]; then
-        OPENRLHF_ARGS+=(--algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1)
-    fi
-    switch_flag GRADIENT_CHECKPOINTING --actor.gradient_checkpointing_enable
-    switch_flag PACKING --ds.packing_samples
-    OPENRLHF_ARGS+=(
-        --actor.adam.lr "$lr"
-        --ds.zero_stage "$ZERO_STAGE"
-        --ds.param_dtype "$PARAM_DTYPE"
-        --ds.attn_implementation "$ATTN_IMPL"
-        --data.max_len "$((PROMPT_MAX_LEN + GENERATE_MAX_LEN))"
-        --rollout.max_new_tokens "$GENERATE_MAX_LEN"
-        --rollout.temperature "$TEMPERATURE"
-        --rollout.batch_size "$ROLLOUT_BATCH"
-        --rollout.micro_batch_size "$MICRO_ROLLOUT_BATCH"
-        --train.batch_size "$TRAIN_BATCH"
-        --train.micro_batch_size "$MICRO_TRAIN_BATCH"
-        --train.num_episodes "$EPOCHS"
-        --train.max_epochs 1
-        --train.seed "$SEED"
-        --eval.steps "$EVAL_STEPS"
-        --eval.n_samples_per_prompt "$EVAL_SAMPLES"
-    )
-    max_samples_args
-    checkpoint_args
-    logger_args
-}
-
-deepspeed_args() {
-    # deepspeed_args LR: OPENRLHF_ARGS = the train_sft / train_dpo flags every supervised stage shares.
-    local lr=$1
-    OPENRLHF_ARGS=(--model.model_name_or_path "$MODEL")
-    switch_flag GRADIENT_CHECKPOINTING --model.gradient_checkpointing_enable
-    switch_flag PACKING --ds.packing_samples
-    OPENRLHF_ARGS+=(
-        --ds.zero_stage "$ZERO_STAGE"
-        --ds.param_dtype "$PARAM_DTYPE"
-        --ds.attn_implementation "$ATTN_IMPL"
-        --data.max_len "$SFT_MAX_LEN"
-        --train.batch_size "$SFT_BATCH"
-        --train.micro_batch_size "$SFT_MICRO_BATCH"
-        --train.max_epochs "$EPOCHS"
-        --train.seed "$SEED"
-        --adam.lr "$lr"
-        --eval.steps "$EVAL_STEPS"
-    )
-    max_samples_args
-    checkpoint_args
-    logger_args
+    printf -v "$1" '%s' "$file"
 }
 
 # ---------------------------------------------------------------------------------------------

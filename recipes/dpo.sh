@@ -13,14 +13,19 @@ stage_setup dpo
 setting DPO_LR 5e-7 "learning rate of the DPO control"
 setting DPO_BETA 0.1 "DPO beta (strength of the pull towards the reference model)"
 settings_done
+# The flag groups every stage shares (values from the settings above):
+source "$(dirname "${BASH_SOURCE[0]}")/openrlhf_flags.sh"
 
-deepspeed_args "$DPO_LR"
-OPENRLHF_ARGS+=(
-    --model.beta "$DPO_BETA"
-    --data.dataset "$DATA_DIR/dpo/train.jsonl"
-    --eval.dataset "$DATA_DIR/dpo/eval.jsonl"
-    --eval.split train
-)
-add_data_flags dpo
-add_extra_args
-launch_deepspeed_module openrlhf.cli.train_dpo "${OPENRLHF_ARGS[@]}"
+DATA_KIND=dpo # what recipe check holds the --data.* flags below to (openrlhf_act/data_kinds.py)
+
+# The shared groups are in openrlhf_flags.sh; this stage's own flags are written here.
+launch_deepspeed_module openrlhf.cli.train_dpo \
+    --model.model_name_or_path "$MODEL" \
+    --model.beta "$DPO_BETA" \
+    --adam.lr "$DPO_LR" \
+    --data.dataset "$DATA_DIR/dpo/train.jsonl" --eval.dataset "$DATA_DIR/dpo/eval.jsonl" --eval.split train \
+    --data.prompt_key prompt --data.chosen_key chosen --data.rejected_key rejected --data.apply_chat_template \
+    "${SFT_BATCHES[@]}" \
+    "${SFT_DEEPSPEED[@]}" \
+    "${EVAL_CHECKPOINTS_AND_LOGS[@]}" \
+    "${EXTRA_ARGS[@]}" # $DPO_EXTRA_ARGS: your own flags, last (later flags win)

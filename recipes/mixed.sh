@@ -20,6 +20,8 @@ setting USER_REWARD "" "your reward: a .py file defining reward_func(queries, pr
 setting USER_LOG_KEYS "" "the extra_logs keys your reward returns (comma-separated), logged as user_<key>"
 setting ACT_FRACTION 0.2 "share of ACT contrast prompts in the blend (the rest is yours)"
 settings_done
+# The flag groups every stage shares (values from the settings above):
+source "$(dirname "${BASH_SOURCE[0]}")/openrlhf_flags.sh"
 
 [[ -n $USER_PROMPT_DATA ]] || die "set USER_PROMPT_DATA to your prompt data"
 [[ -n $USER_REWARD ]] || die "set USER_REWARD to your reward file or URL"
@@ -37,13 +39,22 @@ OPENRLHF_ACT_ROUTE_DEFAULT=$USER_REWARD
 # shellcheck disable=SC2034  # read as ${!name}
 OPENRLHF_ACT_ROUTE_LOG_KEYS=$USER_LOG_KEYS
 
-grpo_args "$MIXED_LR"
-OPENRLHF_ARGS+=(
-    --data.prompt_dataset "$DATA_DIR/act/train.jsonl,$USER_PROMPT_DATA"
-    --data.prompt_probs "$ACT_FRACTION,$user_fraction"
-    --eval.dataset "$DATA_DIR/act/eval.jsonl${USER_EVAL_DATA:+,$USER_EVAL_DATA}"
-)
-add_data_flags act_judgment
-add_reward routing
-add_extra_args
-launch_ray_module openrlhf.cli.train_ppo_ray "${OPENRLHF_ARGS[@]}"
+DATA_KIND=act_judgment # what recipe check holds the --data.* flags below to (openrlhf_act/data_kinds.py)
+entry_file reward routing
+
+# shellcheck disable=SC2154  # $reward / $executor: set by entry_file
+# The shared groups are in openrlhf_flags.sh; this stage's own flags are written here.
+launch_ray_module openrlhf.cli.train_ppo_ray \
+    --actor.model_name_or_path "$MODEL" \
+    "${GRPO_CLUSTER[@]}" \
+    "${GRPO_ALGORITHM[@]}" \
+    --actor.adam.lr "$MIXED_LR" \
+    --data.prompt_dataset "$DATA_DIR/act/train.jsonl,$USER_PROMPT_DATA" \
+    --data.prompt_probs "$ACT_FRACTION,$user_fraction" \
+    --eval.dataset "$DATA_DIR/act/eval.jsonl${USER_EVAL_DATA:+,$USER_EVAL_DATA}" \
+    --data.input_key prompt --data.label_key label --data.apply_chat_template \
+    --reward.remote_url "$reward" \
+    "${GRPO_ROLLOUT[@]}" \
+    "${GRPO_DEEPSPEED[@]}" \
+    "${EVAL_CHECKPOINTS_AND_LOGS[@]}" \
+    "${EXTRA_ARGS[@]}" # $MIXED_EXTRA_ARGS: your own flags, last (later flags win)

@@ -23,14 +23,24 @@ setting OPENRLHF_ACT_ENV_OPTIONS "" "JSON object of adapter options per environm
 setting OPENRLHF_ACT_CHAT_TEMPLATE_KWARGS "" "JSON passed to the chat template, e.g. {\"enable_thinking\": false}; forwarded to the Ray workers"
 setting ALFWORLD_DATA "${ALFWORLD_DATA:-}" "ALFWorld data directory on the workers (for relative 'game' paths in labels); forwarded"
 settings_done
+# The flag groups every stage shares (values from the settings above):
+source "$(dirname "${BASH_SOURCE[0]}")/openrlhf_flags.sh"
 
-grpo_args "$ONLINE_ENV_LR"
-OPENRLHF_ARGS+=(
-    --data.prompt_dataset "$DATA_DIR/online_env/train.jsonl"
-    --eval.dataset "$DATA_DIR/online_env/eval.jsonl"
-)
-add_data_flags online_env
-add_agent_executor env_executor.py
+DATA_KIND=online_env # what recipe check holds the --data.* flags below to (openrlhf_act/data_kinds.py)
+entry_file executor online_env
 FORWARD_ENV+=" OPENRLHF_ACT_ENV_POOL OPENRLHF_ACT_ENV_STOP OPENRLHF_ACT_ENV_OPTIONS OPENRLHF_ACT_CHAT_TEMPLATE_KWARGS ALFWORLD_DATA"
-add_extra_args
-launch_ray_module openrlhf.cli.train_ppo_ray "${OPENRLHF_ARGS[@]}"
+
+# shellcheck disable=SC2154  # $reward / $executor: set by entry_file
+# The shared groups are in openrlhf_flags.sh; this stage's own flags are written here.
+launch_ray_module openrlhf.cli.train_ppo_ray \
+    --actor.model_name_or_path "$MODEL" \
+    "${GRPO_CLUSTER[@]}" \
+    "${GRPO_ALGORITHM[@]}" \
+    --actor.adam.lr "$ONLINE_ENV_LR" \
+    --data.prompt_dataset "$DATA_DIR/online_env/train.jsonl" --eval.dataset "$DATA_DIR/online_env/eval.jsonl" \
+    --data.input_key prompt --data.label_key label --data.apply_chat_template \
+    --train.agent_func_path "$executor" \
+    "${GRPO_ROLLOUT[@]}" \
+    "${GRPO_DEEPSPEED[@]}" \
+    "${EVAL_CHECKPOINTS_AND_LOGS[@]}" \
+    "${EXTRA_ARGS[@]}" # $ONLINE_ENV_EXTRA_ARGS: your own flags, last (later flags win)

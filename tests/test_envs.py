@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from openrlhf_act.envs.base import EnvError, EnvTask
+from openrlhf_act.envs.base import EnvError, EnvTask, normalized_score
+from openrlhf_act.envs.online_label import OnlineEnvLabel
 from openrlhf_act.envs.registry import env_options, episode_key, expert_options, list_tasks, make_env, resolve_episodes
+from openrlhf_act.errors import DataError
 from tests.conftest import requires_scienceworld
 
 ALFWORLD_GAME = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "alfworld" / "game.tw-pddl"
@@ -214,6 +216,22 @@ def test_registry_names_and_options():
         expert_options("webshop")
 
 
+def test_register_names_adapter_classes_imported_on_use():
+    from openrlhf_act.envs.registry import ENVS, env_class, register
+
+    with pytest.raises(EnvError, match="already registered"):
+        register("webshop", "somewhere:Else")
+    with pytest.raises(EnvError, match="not of the form"):
+        register("toy", "toy_module")
+    register("toy", "openrlhf_act.envs.webshop:WebShop")
+    try:
+        with pytest.raises(EnvError, match="not a TextEnv adapter named 'toy'"):
+            env_class("toy")
+    finally:
+        del ENVS["toy"]
+    assert env_class("alfworld").plays_game_files and env_class("scienceworld").eval_splits == ("test",)
+
+
 def test_webshop_splits_are_the_standard_goal_ranges():
     test = resolve_episodes("webshop", split="test")
     assert [t.variation for t in test] == list(range(500))
@@ -229,6 +247,45 @@ def test_webshop_splits_are_the_standard_goal_ranges():
         resolve_episodes("webshop", split="valid")
     with pytest.raises(EnvError, match="one task"):
         resolve_episodes("webshop", split="test", tasks=["shoes"])
+
+
+# ---- online_env labels ------------------------------------------------------------------------
+def online_label(**fields) -> str:
+    return json.dumps({"kind": "online_env", **fields})
+
+
+def test_labels_decode_to_tasks():
+    decode = OnlineEnvLabel.decode
+    sw = decode(online_label(env="scienceworld", task="find-animal", variation=225, split="test", max_steps=5))
+    assert (sw.task.name, sw.task.variation, sw.task.split, sw.max_steps) == ("find-animal", 225, "test", 5)
+    alf = decode(
+        online_label(env="alfworld", game="json_2.1.1/train/pick_heat_then_place_in_recep-Potato-None-Sink-1/t/g")
+    )
+    assert alf.task.name == "pick_heat_then_place_in_recep" and alf.task.game_file.endswith("/g")
+    for bad in (
+        "not json",
+        json.dumps({"kind": "next_action", "expert": "look"}),
+        online_label(env="webshop", task="webshop"),
+        online_label(env="scienceworld", task="find-animal", variation="3"),
+        online_label(env="alfworld"),
+        online_label(env="scienceworld", task="find-animal", max_steps=0),
+    ):
+        with pytest.raises(DataError):
+            decode(bad)
+
+
+def test_labels_round_trip_through_encode():
+    """Data export writes the labels the executor reads: one definition for both."""
+    game = "json_2.1.1/train/pick_heat_then_place_in_recep-Potato-None-Sink-1/t/game.tw-pddl"
+    labels = [
+        OnlineEnvLabel(EnvTask("scienceworld", "find-animal", variation=3, split="train")),
+        OnlineEnvLabel(EnvTask("scienceworld", "boil", variation=0), max_steps=7),
+        OnlineEnvLabel(EnvTask("alfworld", "pick_heat_then_place_in_recep", game_file=game)),
+        OnlineEnvLabel(EnvTask("alfworld", "my-task", game_file="/games/x/game.tw-pddl")),
+    ]
+    for original in labels:
+        assert OnlineEnvLabel.decode(original.encode()) == original
+    assert json.loads(labels[2].encode()) == {"kind": "online_env", "env": "alfworld", "game": game}
 
 
 # ---- ALFWorld ---------------------------------------------------------------------------------
@@ -300,7 +357,7 @@ def test_alfworld_planner_expert_wins_the_fixture_game():
             step = env.step(step.expert)
             if step.done:
                 break
-        assert step.won and step.score == 1.0 and env.normalized_score(step.score) == 1.0
+        assert step.won and step.score == 1.0 and normalized_score(step.score, env.score_scale) == 1.0
     with make_env("alfworld", expert="handcoded") as env, pytest.raises(EnvError, match=r"traj_data\.json"):
         env.load(EnvTask("alfworld", "game", game_file=str(ALFWORLD_GAME)))
     with make_env("alfworld", expert=None) as env, pytest.raises(EnvError, match="does not exist"):
@@ -325,7 +382,8 @@ def test_scienceworld_splits_expert_and_errors():
             step = env.step(step.expert)
             if step.done:
                 break
-        assert step.won and env.normalized_score(step.score) == 1.0 and env.normalized_score(-100) == 0.0
+        assert step.won and normalized_score(step.score, env.score_scale) == 1.0
+        assert normalized_score(-100, env.score_scale) == 0.0
         with pytest.raises(EnvError, match="unknown ScienceWorld task"):
             resolve_episodes("scienceworld", split="test", tasks=["find-unicorn"], env=env)
         with pytest.raises(EnvError, match="not in the 'test' split"):

@@ -19,9 +19,9 @@ from openrlhf_act.envs.registry import expert_options, resolve_episodes
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.episodes import EpisodeRunner
 from openrlhf_act.eval.policies import ExpertPolicy, make_policy
-from openrlhf_act.eval.runfiles import read_records
-from openrlhf_act.prompts import agent_messages, judgment_messages
-from openrlhf_act.schema import JudgmentLabel, NextActionLabel, State, encode_label
+from openrlhf_act.files import read_jsonl
+from openrlhf_act.prompts import agent_messages, judgment_messages, reverse_candidates
+from openrlhf_act.schema import JudgmentLabel, NextActionLabel, State, decode_judgment_label, encode_label
 from openrlhf_act.states import StateConfig
 from tests.conftest import have, requires_scienceworld, requires_vllm
 from tests.test_envs import ALFWORLD_GAME, StandInWebShop, requires_alfworld_game
@@ -92,7 +92,7 @@ def test_expert_scores_100_on_fast_scienceworld_tasks(expert_run):
     assert set(test["tasks"]) == set(FAST_TASKS)
     assert test["micro"]["success_rate"] == 100.0 and test["micro"]["mean_score"] == 100.0
     assert summary["errors"] == 0 and runner.stats.episodes == len(FAST_TASKS)
-    records = read_records(out / "episodes.jsonl")
+    records = list(read_jsonl(out / "episodes.jsonl", log=True))
     step = records[0]["transcript"][0]
     assert {"prompt", "response", "action", "observation", "score", "valid"} <= set(step)
     assert step["response"] == f"Action: {step['action']}" and step["prompt"].startswith("Task: ")
@@ -172,7 +172,7 @@ def test_errors_are_reported_when_retries_run_out(tmp_path):
     policy.runner = runner
     summary = runner.run()
     assert summary["errors"] == 1 and summary["splits"]["test"]["micro"]["finished"] == 0
-    (record,) = read_records(tmp_path / "episodes.jsonl")
+    (record,) = read_jsonl(tmp_path / "episodes.jsonl", log=True)
     assert record["status"] == "error" and "JVM" in record["error"]
     assert "environment error" in (tmp_path / "summary.md").read_text()
 
@@ -193,7 +193,7 @@ def test_tiny_model_plays_through_vllm(tmp_path, tiny_model):
     micro = summary["splits"]["test"]["micro"]
     assert micro["finished"] == 2 and micro["mean_steps"] == 3.0
     assert micro["success_rate"] == 0.0 and micro["mean_score"] < 50
-    records = read_records(tmp_path / "episodes.jsonl")
+    records = list(read_jsonl(tmp_path / "episodes.jsonl", log=True))
     assert all(len(r["transcript"]) == 3 for r in records)
     assert runner.stats.policy_calls == 3, "both episodes share each of the 3 policy calls"
     for step in records[0]["transcript"]:
@@ -255,13 +255,13 @@ def test_webshop_episodes_against_a_local_service(tmp_path):
 def test_a_pool_serves_several_runs_and_outlives_them(tmp_path):
     """Runs through one pool reuse its running workers; a worker left with an unanswered request
     is replaced before the next run; options that differ from the pool's are refused."""
-    from openrlhf_act.eval.workers import START, EnvPool
+    from openrlhf_act.eval.workers import START, WorkerPool
 
     service = StandInWebShop().start()
     options = {"url": service.url}
     tasks = resolve_episodes("webshop", split="test", variations=[0, 1, 2])
     try:
-        with EnvPool("webshop", options, 2) as pool:
+        with WorkerPool("webshop", options, 2) as pool:
             pids = [w.pid for w in pool.workers]
             for name in ("first", "second"):
                 runner = EpisodeRunner("webshop", tasks, ScriptedPolicy(_shopper), tmp_path / name, pool=pool)
@@ -297,7 +297,7 @@ def test_unparseable_replies_count_and_end_at_the_step_limit(tmp_path):
         summary = runner.run()
     finally:
         service.stop()
-    (record,) = read_records(tmp_path / "episodes.jsonl")
+    (record,) = read_jsonl(tmp_path / "episodes.jsonl", log=True)
     assert record["unparseable"] == 4 and record["steps"] == 4 and not record["won"]
     assert record["transcript"][1]["prompt"].count("No action was recognised") == 1
     assert summary["splits"]["test"]["tasks"]["webshop"]["unparseable_per_step"] == 1.0
@@ -333,7 +333,9 @@ def test_bad_requests_fail_before_anything_starts(tmp_path):
         )
     with pytest.raises(UsageError, match="KEY=VALUE"):
         cli("episodes", "--env", "webshop", "--policy", "expert", "--out", out, "--env-option", "url")
-    assert not (tmp_path / "run" / "episodes.jsonl").exists() or not read_records(tmp_path / "run" / "episodes.jsonl")
+    assert not (tmp_path / "run" / "episodes.jsonl").exists() or not list(
+        read_jsonl(tmp_path / "run" / "episodes.jsonl", log=True)
+    )
 
 
 @pytest.mark.slow
@@ -440,15 +442,14 @@ def _pick_expert(request) -> str:
 
 
 def test_judgment_accuracy_position_bias_and_swap_consistency(tmp_path):
-    from openrlhf_act.eval.judgment import run_judgment, swapped_messages
+    from openrlhf_act.eval.judgment import run_judgment
 
     data = tmp_path / "eval.jsonl"
     rows = _judgment_rows(data)
-    state = _state(1)
-    candidates = ("focus on jar", "move jar to kitchen")
-    assert swapped_messages(judgment_messages(state, candidates), candidates) == judgment_messages(
-        state, tuple(reversed(candidates))
-    )
+    asked = json.loads(data.read_text().splitlines()[2])  # a single row: asked again in reverse order
+    content, label = reverse_candidates(asked["prompt"][-1]["content"], decode_judgment_label(asked["label"]))
+    assert content == judgment_messages(_state(1), label.candidates)[-1]["content"]
+    assert label.candidates[label.answer - 1] == _state(1).expert_action
     first = ScriptedPolicy(lambda r: "<answer>Action 1</answer>")
     summary = run_judgment(data, first, tmp_path / "first", progress=False)["overall"]
     assert summary["rows"] == len(rows) == 4

@@ -26,10 +26,13 @@ from openrlhf_act.recipe_check import (
     check_recipes,
     find_recipes,
     openrlhf_main,
+    parse_dry_run,
     read_recipe,
     split_launch,
     version_findings,
 )
+from openrlhf_act.recipe_check.dry_run import assignment, option
+from openrlhf_act.recipe_check.recipes import FLAG_GROUPS, SOURCED, expand
 from tests.conftest import requires_openrlhf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +54,13 @@ def copy_recipes(tmp_path: Path) -> Path:
 
 
 def plant(path: Path, anchor: str, new_line: str) -> int:
-    """Insert ``new_line`` before the first line containing ``anchor``; return its 1-based line number."""
+    """Insert ``new_line`` before the first line containing ``anchor`` (continuing the command that line
+    belongs to); return its 1-based line number."""
     lines = path.read_text().splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if anchor in line)
     indent = re.match(r"\s*", lines[at])[0]
-    lines.insert(at, f"{indent}{new_line}\n")
+    continued = " \\" if at and lines[at - 1].rstrip().endswith("\\") else ""
+    lines.insert(at, f"{indent}{new_line}{continued}\n")
     path.write_text("".join(lines))
     return at + 1
 
@@ -159,7 +164,8 @@ def test_job_mode_ships_the_plugin_and_forwards_reward_settings(tmp_path):
     "script, file, anchor, planted, message",
     [
         ("act.sh", "act.sh", "--eval.dataset", '--actor.pretrain "$MODEL"', "unknown flag --actor.pretrain"),
-        ("act.sh", "common.sh", "--actor.adam.lr", '--pretrain "$MODEL"', "unknown flag --pretrain"),
+        ("rl.sh", "rl.sh", "--actor.adam.lr", '--pretrain "$MODEL"', "unknown flag --pretrain"),
+        ("il.sh", "common.sh", "if ((NNODES > 1))", "launcher+=(--num_gpu 1)", "unknown DeepSpeed launcher flag"),
         ("il.sh", "il.sh", "--eval.dataset", '--pretrain "$MODEL"', "did you mean --model.model_name_or_path"),
     ],
 )
@@ -174,7 +180,7 @@ def test_a_planted_wrong_flag_is_reported_where_it_is_written(tmp_path, script, 
 def test_a_bad_value_is_reported_at_its_flag():
     report = check_recipes([RECIPES / "act.sh"], presets=["paper"], environ=clean_env(MODE="local", ESTIMATOR="nope"))
     (error,) = report.errors
-    assert error.where.endswith(f"common.sh:{line_of(RECIPES / 'common.sh', '--algo.advantage.estimator')}")
+    assert error.where.endswith(f"{FLAG_GROUPS}:{line_of(RECIPES / FLAG_GROUPS, '--algo.advantage.estimator')}")
     assert "invalid choice: 'nope'" in error.message
 
 
@@ -213,13 +219,72 @@ def test_run_time_failures_are_caught_before_the_run(script, settings, words):
     assert any(words in f.message for f in report.errors), errors_of(report)
 
 
-def test_data_kind_flags_cannot_drift_from_the_registry():
-    vars_ = recipe_check.recipe_shell_vars().replace(
-        "[act_judgment]='--data.input_key prompt --data.label_key label", "[act_judgment]='--data.input_key prompt"
+def test_data_flags_cannot_drift_from_the_data_kind(tmp_path):
+    """The recipe writes the --data.* flags; the data kind it names (DATA_KIND) says what its rows hold."""
+    folder = copy_recipes(tmp_path)
+    act = folder / "act.sh"
+    act.write_text(act.read_text().replace("--data.label_key label", "--data.label_key answer"))
+    report = check_recipes([act], presets=["paper"], environ=clean_env(MODE="local"))
+    (error,) = report.errors
+    assert "act_judgment rows need `--data.label_key label`" in error.message
+    assert error.where.endswith(f"act.sh:{line_of(act, '--data.label_key answer')}")
+    il = folder / "il.sh"
+    il.write_text(il.read_text().replace("DATA_KIND=$IL_DATA", "DATA_KIND=dpo"))
+    report = check_recipes([il], presets=["paper"], environ=clean_env(MODE="local"))
+    assert any(
+        "dpo rows are read by openrlhf.cli.train_dpo, not openrlhf.cli.train_sft" in e for e in errors_of(report)
     )
-    env = clean_env(MODE="local", OPENRLHF_ACT_RECIPE_VARS=vars_)
-    report = check_recipes([RECIPES / "act.sh"], presets=["paper"], environ=env)
-    assert any("act_judgment rows need `--data.label_key label`" in f.message for f in report.errors), errors_of(report)
+
+
+@pytest.mark.parametrize("script", ["act.sh", "il.sh", "rl.sh", "dpo.sh", "sft_choice.sh", "online_env.sh", "mixed.sh"])
+def test_every_flag_of_a_stage_is_written_in_its_recipe_or_the_shared_groups(script):
+    """A stage's OpenRLHF command is read in its recipe and the flag groups it names: every flag it runs
+    is written there."""
+    recipe = read_recipe(RECIPES / script)
+    text = (RECIPES / script).read_text() + (RECIPES / FLAG_GROUPS).read_text()
+    settings = [{}, {"LOGGER": "wandb", "WANDB_GROUP": "g", "MAX_SAMPLES": "8", "ACT_SWAP_CONSISTENCY": "1"}]
+    settings.append({"PRESET": "small", "IL_DATA": "sft_multiturn", "COLOCATE": "0"})
+    for extra in settings:
+        expansion = expand(recipe, {}, clean_env(**extra))
+        assert expansion.returncode == 0, expansion.stderr
+        (launch,) = [lc for c in parse_dry_run(expansion.stdout)[0] if (lc := split_launch(c.argv))]
+        flags = {word for word in launch.args if word.startswith("--")}
+        assert flags and not [flag for flag in flags if flag not in text], extra
+
+
+def flags_written(path: Path) -> set[str]:
+    """The dotted OpenRLHF flags a recipe file passes (comments and setting docs only mention them)."""
+    lines = path.read_text().splitlines()
+    code = [line for line in lines if not line.lstrip().startswith(("#", "setting "))]
+    return {flag for line in code for flag in re.findall(r"--[a-z_]+\.[a-z_.]+", line.split(" # ")[0])}
+
+
+def test_a_shared_flag_is_written_once():
+    """The flags of the shared groups are written only there, never again in a stage recipe."""
+    shared = flags_written(RECIPES / FLAG_GROUPS)
+    assert "--algo.advantage.estimator" in shared and "--ckpt.save_hf" in shared
+    for script in sorted(RECIPES.glob("*.sh")):
+        if script.name not in SOURCED:
+            assert not flags_written(script) & shared, script.name
+
+
+def test_the_prelude_writes_no_openrlhf_flag():
+    """common.sh holds the mechanics only (settings, dry run, launchers): no dotted OpenRLHF flag in its code."""
+    lines = (RECIPES / "common.sh").read_text().splitlines()
+    code = [line for line in lines if not line.lstrip().startswith(("#", "setting "))]
+    assert not [line for line in code if re.search(r"--[a-z_]+\.[a-z_]", line)]
+
+
+def test_recipe_invocation_shows_the_command_the_recipe_runs(monkeypatch):
+    """What `data build` prints: how to run act.sh on the build, and the OpenRLHF command it runs."""
+    for name in ("PRESET", "MODE", "GROUP_SIZE", "ACT_SWAP_CONSISTENCY"):
+        monkeypatch.delenv(name, raising=False)
+    shown = recipe_check.recipe_invocation("act.sh", {"ACT_DATA": "/data/my act"})
+    assert shown.startswith("ACT_DATA='/data/my act' bash ") and "recipes/act.sh" in shown.splitlines()[0]
+    command = shown[shown.index("python -m openrlhf.cli.train_ppo_ray") :].replace("\\\n", " ")
+    argv = shlex.split(command)
+    assert argv[argv.index("--data.prompt_dataset") + 1] == "/data/my act/train.jsonl"
+    assert "\n    --data.input_key prompt --data.label_key label --data.apply_chat_template \\\n" in shown
 
 
 def test_check_data_compares_blended_files(tmp_path):
@@ -286,9 +351,10 @@ def test_command_line(tmp_path, capsys):
     assert "GROUP_SIZE=8\n" in out and "GPUS_PER_NODE=8 (small: 1)" in out and "STAGES=act,il,rl" in out
     args = parser.parse_args(["vars"])
     assert args.func(args) == 0
-    shell = capsys.readouterr().out + 'printf "%s\\n" "${ACT_REWARD_FILES[routing]}" "${ACT_DATA_FLAGS[dpo]}"'
+    shell = capsys.readouterr().out + 'printf "%s\\n" "${ACT_ENTRY_FILES[routing]}" "${ACT_ENTRY_FILES[consistency]}"'
     printed = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert Path(printed[0]).is_file() and printed[1].startswith("--data.prompt_key prompt")
+    assert printed[0].endswith("routing_reward.py") and printed[1].endswith("consistency_executor.py")
+    assert all(Path(path).is_file() for path in printed)
 
 
 def test_recipe_check_through_the_installed_cli():
@@ -308,7 +374,7 @@ def test_recipes_are_valid_bash():
     for script in sorted(RECIPES.glob("*.sh")):
         done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, f"{script.name}: {done.stderr}"
-        if script.name != "common.sh":
+        if script.name not in SOURCED:
             assert os.access(script, os.X_OK), f"{script.name} is not executable"
             assert "set -euo pipefail" in script.read_text()
     shellcheck = shutil.which("shellcheck")
@@ -331,4 +397,6 @@ def test_command_parsing_finds_every_launcher():
     bad = split_launch(["deepspeed", "--num_gpu", "8", "--module", "openrlhf.cli.train_sft"])
     assert bad.problems == [("--num_gpu", "unknown DeepSpeed launcher flag --num_gpu")]
     assert split_launch(["ray", "start", "--head"]) is None
-    assert isinstance(recipe_check.parse_dry_run("# recipe: a.sh\nx 'y z'\n")[0][0], Command)
+    assert isinstance(parse_dry_run("# recipe: a.sh\nx 'y z'\n")[0][0], Command)
+    assert (assignment("A_1=x=y"), assignment("--a=1"), assignment("a b=1")) == (("A_1", "x=y"), None, None)
+    assert (option("--a.b=1"), option("--a.b")) == (("--a.b", "1"), ("--a.b", None))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.errors import DataError
-from openrlhf_act.files import atomic_open, dumps
+from openrlhf_act.files import write_jsonl
 from openrlhf_act.schema import Outcome, Trajectory
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -306,8 +306,4 @@ class RejectSink:
 
     def write(self, path: str | Path) -> int:
         """Write every reject atomically (``{"where", "error", "raw"}`` per line); return how many."""
-        with atomic_open(path) as out:
-            for row in self.rows:
-                out.write(dumps(row))
-                out.write("\n")
-        return len(self.rows)
+        return write_jsonl(path, self.rows)

@@ -48,7 +48,7 @@ _SUCCESS = re.compile(r"^\s*(?:success|status)\s*[:=]\s*(?P<value>true|false|yes
 
 
 @dataclass(frozen=True, slots=True)
-class Episode:
+class TranscriptEpisode:
     """The lines of one episode, the line number of its first line, and the marker's task id."""
 
     start_line: int
@@ -106,13 +106,13 @@ def iter_episodes(path: Path, label: str) -> Iterator[Record]:
         content = [n for n, text, _ in chunk if text.strip()]
         if not content and error is None:
             continue
-        episode = Episode(chunk[0][0], tuple(text for _, text, _ in chunk), marker_id)
+        episode = TranscriptEpisode(chunk[0][0], tuple(text for _, text, _ in chunk), marker_id)
         raw = "\n".join(episode.lines).strip("\n")
         yield Record(index, f"{label}:{content[0] if content else chunk[0][0]}", episode, raw, error)
         index += 1
 
 
-def has_action_line(episode: Episode) -> bool:
+def has_action_line(episode: TranscriptEpisode) -> bool:
     return any(ACTION_LINE.match(line) for line in episode.lines)
 
 
@@ -126,7 +126,7 @@ def _outcome(tail: list[str]) -> Outcome:
     return Outcome(score, success)
 
 
-def environment_number(episode: Episode) -> str | None:
+def environment_number(episode: TranscriptEpisode) -> str | None:
     """N of Reflexion's "Environment #N:" header, when it is the episode's first line."""
     first = next((line for line in episode.lines if line.strip()), "")
     match = _ENVIRONMENT_HEADER.match(first)
@@ -136,7 +136,7 @@ def environment_number(episode: Episode) -> str | None:
 class _EpisodeParser:
     """Reads one episode line by line; see the module docstring for the rules."""
 
-    def __init__(self, episode: Episode):
+    def __init__(self, episode: TranscriptEpisode):
         self.episode = episode
         self.restart()
 
@@ -225,7 +225,7 @@ class _EpisodeParser:
             self.observation.append(line)
 
 
-def parse_episode(episode: Episode) -> tuple[str, list[Step], Outcome]:
+def parse_episode(episode: TranscriptEpisode) -> tuple[str, list[Step], Outcome]:
     """(task, steps, outcome) of one transcript episode."""
     return _EpisodeParser(episode).parse()
 
@@ -239,7 +239,7 @@ class ReactReader(Reader):
         return iter_episodes(path, label)
 
     def convert(self, record: Record, ctx: FileContext) -> Trajectory:
-        episode: Episode = record.value
+        episode: TranscriptEpisode = record.value
         task, steps, outcome = parse_episode(episode)
         number = environment_number(episode)
         task_id = episode.marker_id or (

@@ -307,7 +307,8 @@ def _tasks(raw: str | None) -> list[str]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from data_tools.build import BuildConfig, build, openrlhf_command, sequence_of, summary
+    from data_tools.build import BuildConfig, build, sequence_of, summary
+    from openrlhf_act.recipe_check import recipe_invocation
 
     out_dir = Path(args.out)
     inputs = sequence_of(args.input)
@@ -344,8 +345,9 @@ def run_build(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     result = build(config, out_dir, progress=None)
     print(summary(result))
-    print("\ntrain the ACT stage on it (full recipe: recipes/act.sh):\n")
-    print(openrlhf_command(out_dir, model=args.model or "<model>"))
+    print("\ntrain the ACT stage on it (`openrlhf-act recipe list` shows every setting):\n")
+    settings = {"ACT_DATA": str(out_dir.resolve()), **({"MODEL": args.model} if args.model else {})}
+    print(recipe_invocation("act.sh", settings))
     return 0
 
 
@@ -371,13 +373,13 @@ def run_collect(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from data_tools.export_job import ExportConfig, run_export_job
+    from data_tools.exports import ExportConfig, export
 
     try:
         config = ExportConfig.from_args(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    manifest = run_export_job(config, Path(args.out))
+    manifest = export(config, Path(args.out))
     rows = manifest["counts"]["rows"]
     print(f"exported {args.kind}: {rows['train']} train / {rows['eval']} eval rows in {args.out}")
     return 0

@@ -51,13 +51,12 @@ class _Reporter:
 
     def end(self) -> None:
         """Close the current step and keep its wall time (``timings.json``, read by bench/bench_training.py)."""
+        from openrlhf_act.files import write_text
+
         if self.current:
             self.timings[self.current] = round(time.monotonic() - self.step_start, 1)
             self.current = ""
-            path = self.logs.parent / "timings.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.with_suffix(".tmp").write_text(json.dumps(self.timings, indent=1))
-            path.with_suffix(".tmp").replace(path)
+            write_text(self.logs.parent / "timings.json", json.dumps(self.timings, indent=1))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -134,13 +134,13 @@ class _Errors:
 
 
 def run_tasks(args: argparse.Namespace) -> int:
-    from openrlhf_act.envs.registry import env_spec, list_tasks, resolve_episodes
+    from openrlhf_act.envs.registry import env_class, list_tasks, resolve_episodes
 
     with _Errors():
         options = parse_options(args.env_option, "environment option")
-        spec = env_spec(args.env)
-        print(f"{spec.name}: {spec.description}")
-        print(f"splits: {', '.join(spec.splits)} (evaluation: {', '.join(spec.eval_splits)})")
+        adapter = env_class(args.env)
+        print(f"{adapter.name}: {adapter.description}")
+        print(f"splits: {', '.join(adapter.splits)} (evaluation: {', '.join(adapter.eval_splits)})")
         names = list_tasks(args.env, **options)
         counts: dict[str, int] = {}
         if args.split:
@@ -152,14 +152,14 @@ def run_tasks(args: argparse.Namespace) -> int:
 
 
 def run_episodes(args: argparse.Namespace) -> int:
-    from openrlhf_act.envs.registry import env_spec, expert_options, resolve_episodes
+    from openrlhf_act.envs.registry import env_class, expert_options, resolve_episodes
     from openrlhf_act.eval.episodes import EpisodeRunner
     from openrlhf_act.states import StateConfig
 
     with _Errors():
-        spec = env_spec(args.env)
+        adapter = env_class(args.env)
         options = parse_options(args.env_option, "environment option")
-        splits = args.split.split(",") if args.split else list(spec.eval_splits)
+        splits = args.split.split(",") if args.split else list(adapter.eval_splits)
         tasks = [t for t in (args.tasks or "").split(",") if t]
         variations = parse_ids(args.variations)
         episodes = []

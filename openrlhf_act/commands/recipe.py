@@ -31,7 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="the recipes and their settings (environment variables) with defaults")
     listing.add_argument("scripts", nargs="*", help="recipe files or folders (default: every recipe in recipes/)")
     listing.set_defaults(func=run_list)
-    shell = sub.add_parser("vars", help="shell assignments the recipes read: reward entry files, data-kind flags")
+    shell = sub.add_parser(
+        "vars", help="shell assignments the recipes read: reward files, agent executors, the CPU environment"
+    )
     shell.set_defaults(func=run_vars)
 
 

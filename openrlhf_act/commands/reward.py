@@ -60,6 +60,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_path(args: argparse.Namespace) -> int:
     from openrlhf_act.errors import UsageError
+    from openrlhf_act.files import write_text
     from openrlhf_act.rewards.catalog import get_reward
 
     try:
@@ -73,9 +74,7 @@ def run_path(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir or Path(cache) / "openrlhf-act" / "entry").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{args.name}_reward.py"
-    tmp = target.with_suffix(".py.tmp")
-    tmp.write_text(_GENERATED.format(name=args.name))
-    tmp.replace(target)
+    write_text(target, _GENERATED.format(name=args.name))
     print(target)
     return 0
 

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from openrlhf_act.errors import UsageError
     from openrlhf_act.rewards.catalog import get_reward
     from openrlhf_act.rewards.config import config_from_env
-    from openrlhf_act.server import TOKEN_ENV, ServeError, ServeOptions, serve
+    from openrlhf_act.server import TOKEN_ENV, ServeError, ServeOptions
+    from openrlhf_act.server_workers import serve
 
     try:
         spec = get_reward(args.reward)

@@ -23,9 +23,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
+from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, EpisodeQuery, TextEnv
 
 ENV_NAME = "alfworld"
 DATA_ENV = "ALFWORLD_DATA"
@@ -126,6 +127,49 @@ class ALFWorld(TextEnv):
     """Adapter over ``textworld.start`` with ALFWorld's wrappers; one game loaded at a time."""
 
     name = ENV_NAME
+    description = "ALFWorld on $ALFWORLD_DATA (6 task types; 140 seen / 134 unseen evaluation games)"
+    splits = SPLITS
+    eval_splits = ("valid_seen", "valid_unseen")
+    expert_options = MappingProxyType({"expert": "planner"})
+    plays_game_files = True
+
+    @classmethod
+    def list_tasks(cls, **options: Any) -> list[str]:
+        return list(TASK_TYPES)
+
+    @classmethod
+    def episodes(cls, query: EpisodeQuery, env: TextEnv | None = None) -> list[EnvTask]:
+        """The split's games, or ``games`` (paths; then ``split`` is ignored); ``variations`` do not apply."""
+        tasks, episodes = query.tasks, query.episodes
+        if tasks:
+            unknown = [t for t in tasks if t not in TASK_TYPES]
+            if unknown:
+                raise EnvError(
+                    f"unknown ALFWorld task type(s) {', '.join(unknown)}; choose from {', '.join(TASK_TYPES)}"
+                )
+        if query.games:
+            found = []
+            for game in query.games:
+                path = Path(game).expanduser()
+                path = path / GAME_FILE if path.is_dir() else path
+                if not path.is_file():
+                    raise EnvError(f"ALFWorld game file {game!r} does not exist")
+                found.append(Game(task_type_of(path), str(path.resolve())))
+            split_name = None  # games named by path belong to no benchmark split
+        else:
+            split_name = canonical_split(query.split)
+            found = list_games(split_name, query.options.get("data_dir"))
+            if not found:
+                raise EnvError(f"no playable ALFWorld games in the {split_name!r} split")
+        out: list[EnvTask] = []
+        counts: dict[str, int] = {}
+        for game in found:
+            if tasks and game.task_type not in tasks:
+                continue
+            counts[game.task_type] = counts.get(game.task_type, 0) + 1
+            if episodes is None or counts[game.task_type] <= episodes:
+                out.append(game.env_task(split_name))
+        return out
 
     def __init__(self, *, data_dir: str | None = None, expert: str | None = "planner", max_steps: int | None = None):
         if expert is not None and expert not in EXPERTS:

@@ -3,14 +3,17 @@
 An adapter owns one simulator instance (a JVM for ScienceWorld, a TextWorld engine for ALFWorld, an
 HTTP session for WebShop). ``load(task)`` selects an episode, ``reset()`` starts it, ``step(action)``
 advances it. Adapters are context managers and ``close()`` is idempotent: every simulator is shut
-down, also on errors and Ctrl-C.
+down, also on errors and Ctrl-C. What an environment offers before any simulator starts (its splits,
+tasks and episodes, its expert) is on the class, so the registry asks the adapter instead of branching
+on its name.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 class EnvError(RuntimeError):
@@ -62,13 +65,53 @@ class EnvStep:
     expert: str | None = None
 
 
+@dataclass(frozen=True)
+class EpisodeQuery:
+    """Which episodes to play, as the user named them (:func:`openrlhf_act.envs.registry.resolve_episodes`):
+    per task (all when none are named), the given variations or the split's first ``episodes`` ones."""
+
+    split: str
+    tasks: tuple[str, ...] = ()
+    episodes: int | None = None
+    variations: tuple[int, ...] = ()
+    games: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def normalized_score(score: float, score_scale: float) -> float:
+    """``score`` on a 0..1 scale (negative failure scores count as 0): what eval and online RL report."""
+    return min(1.0, max(0.0, score / score_scale))
+
+
 class TextEnv(ABC):
     """reset / step / admissible actions / score / done / close."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    splits: ClassVar[tuple[str, ...]] = ()
+    eval_splits: ClassVar[tuple[str, ...]] = ()
+    # Options that make the adapter report the expert's next action (``EnvStep.expert``); None: no expert.
+    expert_options: ClassVar[Mapping[str, Any] | None] = None
+    # Episodes are game files (named by path) rather than task variations.
+    plays_game_files: ClassVar[bool] = False
+    # The score of a perfect episode: see :func:`normalized_score`.
+    score_scale: ClassVar[float] = 1.0
     max_steps: int = 100
-    # The score of a perfect episode; ``score / score_scale`` clipped to 0..1 is the normalized score.
-    score_scale: float = 1.0
+
+    @classmethod
+    @abstractmethod
+    def list_tasks(cls, **options: Any) -> list[str]:
+        """The environment's task names."""
+
+    @classmethod
+    @abstractmethod
+    def episodes(cls, query: EpisodeQuery, env: TextEnv | None = None) -> list[EnvTask]:
+        """The episodes ``query`` names; raises :class:`EnvError` for anything that does not exist.
+        ``env``: a running adapter to ask."""
+
+    @classmethod  # noqa: B027 - optional hook: local simulators need none
+    def preflight(cls, **options: Any) -> None:
+        """Raise :class:`EnvError` now if a service the adapter needs cannot be reached."""
 
     @abstractmethod
     def load(self, task: EnvTask) -> None:
@@ -90,10 +133,6 @@ class TextEnv(ABC):
     def expert_actions(self) -> list[str] | None:
         """The expert's action sequence for the loaded episode, when the environment has one."""
         return None
-
-    def normalized_score(self, score: float) -> float:
-        """``score`` on a 0..1 scale (negative failure scores count as 0): what eval and online RL report."""
-        return min(1.0, max(0.0, score / self.score_scale))
 
     @property
     def child_pids(self) -> tuple[int, ...]:

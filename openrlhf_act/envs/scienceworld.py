@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from types import MappingProxyType
 from typing import Any
 
-from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
+from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, EpisodeQuery, TextEnv
 
 logger = logging.getLogger(__name__)
 # py4j logs the JVM's expected shutdown errors, with tracebacks, at INFO: keep them out of user logs.
@@ -73,6 +74,10 @@ class ScienceWorld(TextEnv):
     """Adapter over ``scienceworld.ScienceWorldEnv``; see the module docstring."""
 
     name = ENV_NAME
+    description = "ScienceWorld (30 tasks; variation splits train / dev / test; score 0-100)"
+    splits = SPLITS
+    eval_splits = ("test",)
+    expert_options = MappingProxyType({"gold_path": True})
     score_scale = 100.0
 
     def __init__(
@@ -108,6 +113,41 @@ class ScienceWorld(TextEnv):
         self.max_steps = max_steps or 100
 
     # ---- task selection -------------------------------------------------------------------
+    @classmethod
+    def list_tasks(cls, **options: Any) -> list[str]:
+        """Asks the simulator (starts a JVM for a second)."""
+        with cls(**options) as env:
+            return list(env.task_names)
+
+    @classmethod
+    def episodes(cls, query: EpisodeQuery, env: TextEnv | None = None) -> list[EnvTask]:
+        split = query.split
+        if split not in SPLITS:
+            raise EnvError(f"unknown {ENV_NAME} split {split!r}; choose one of {', '.join(SPLITS)}")
+        own = env is None
+        if own:
+            env = cls(**{k: v for k, v in query.options.items() if k != "gold_path"})
+        assert isinstance(env, ScienceWorld)
+        try:
+            out = []
+            for task in query.tasks or env.task_names:
+                in_split = env.variations(task, split)  # raises for unknown tasks
+                if query.variations:
+                    missing = [v for v in query.variations if v not in in_split]
+                    if missing:
+                        raise EnvError(
+                            f"variation(s) {', '.join(map(str, missing))} of {task!r} are not in the {split!r} "
+                            f"split ({len(in_split)} variations, e.g. {', '.join(map(str, in_split[:5]))})"
+                        )
+                    picked = list(query.variations)
+                else:
+                    picked = in_split[: query.episodes] if query.episodes else in_split
+                out += [EnvTask(ENV_NAME, task, variation=v, split=split) for v in picked]
+            return out
+        finally:
+            if own:
+                env.close()
+
     @property
     def task_names(self) -> tuple[str, ...]:
         return self._task_names

@@ -34,7 +34,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, TextEnv
+from openrlhf_act.envs.base import EnvError, EnvStep, EnvTask, EpisodeQuery, TextEnv
 
 ENV_NAME = "webshop"
 TASK_NAME = "webshop"
@@ -80,6 +80,28 @@ class WebShop(TextEnv):
     """One environment on the user's WebShop service (one ``/create`` per adapter)."""
 
     name = ENV_NAME
+    description = "WebShop through an AgentGym WebShop server (test split: goals 0-499)"
+    splits = SPLITS
+    eval_splits = ("test",)
+
+    @classmethod
+    def list_tasks(cls, **options: Any) -> list[str]:
+        return [TASK_NAME]
+
+    @classmethod
+    def episodes(cls, query: EpisodeQuery, env: TextEnv | None = None) -> list[EnvTask]:
+        """Goals are the variations of WebShop's one task."""
+        if query.tasks and query.tasks != (TASK_NAME,):
+            raise EnvError(f"WebShop has one task, {TASK_NAME!r}; its episodes are goals (variations)")
+        split, variations = query.split, query.variations
+        picked = [check_goal(v, split) for v in variations] if variations else list(goals(split))
+        if query.episodes and not variations:
+            picked = picked[: query.episodes]
+        return [EnvTask(ENV_NAME, TASK_NAME, variation=v, split=split) for v in picked]
+
+    @classmethod
+    def preflight(cls, *, url: str | None = None, timeout: float = 30.0, **options: Any) -> None:
+        check_service(url, timeout)
 
     def __init__(
         self, *, url: str | None = None, timeout: float = 30.0, max_steps: int | None = None, create: bool = True

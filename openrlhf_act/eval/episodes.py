@@ -29,32 +29,26 @@ from typing import Any
 
 from openrlhf_act import __version__
 from openrlhf_act.actions import read_action
-from openrlhf_act.envs.base import EnvStep, EnvTask
+from openrlhf_act.envs.base import EnvStep, EnvTask, normalized_score
 from openrlhf_act.envs.registry import episode_key, preflight
 from openrlhf_act.errors import UsageError
-from openrlhf_act.eval.policies import Policy
-from openrlhf_act.eval.runfiles import RecordLog, read_records, stable_seed, write_json, write_text
-from openrlhf_act.eval.summary import summarize_episodes, summary_markdown
-from openrlhf_act.eval.workers import START, STEP, EnvPool, EnvWorker, Started, WorkerFailed
-from openrlhf_act.prompts import agent_messages
+from openrlhf_act.eval.policies import Policy, stable_seed
+from openrlhf_act.eval.summary import summarize_episodes, summary_markdown, write_summary
+from openrlhf_act.eval.workers import START, STEP, EnvWorker, Started, WorkerFailed, WorkerPool
+from openrlhf_act.files import RecordLog, open_run_dir, read_jsonl
+from openrlhf_act.prompts import NO_ACTION_FEEDBACK, agent_messages
 from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.states import StateConfig, make_state
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "run.json"
 EPISODES_FILE = "episodes.jsonl"
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
 NO_ACTION = "[no action]"
-NO_ACTION_FEEDBACK = 'No action was recognised. End your reply with one line of the form "Action: <command>".'
-# Settings that change results: a run directory refuses to resume under different ones.
-_IDENTITY_KEYS = ("env", "policy", "env_options", "max_steps", "state", "seed")
 
 
 @dataclass
-class Episode:
-    """One episode being played (or about to be)."""
+class EvalEpisode:
+    """One episode an evaluation run plays (or is about to): its progress and transcript."""
 
     task: EnvTask
     key: str
@@ -81,7 +75,7 @@ class Episode:
 @dataclass
 class Slot:
     worker: EnvWorker
-    episode: Episode | None = None
+    episode: EvalEpisode | None = None
 
     @property
     def awaits_policy(self) -> bool:
@@ -120,7 +114,7 @@ class EpisodeRunner:
         retries: int = 1,
         seed: int = 0,
         progress: bool = True,
-        pool: EnvPool | None = None,
+        pool: WorkerPool | None = None,
     ):
         """``pool``: play in these already-running workers (``workers`` and, unless given,
         ``env_options`` are then the pool's) and leave them running; by default the run starts its
@@ -170,19 +164,7 @@ class EpisodeRunner:
 
     def _check_config(self) -> dict[str, Any]:
         config = self.config()
-        path = self.out_dir / CONFIG_FILE
-        if path.exists():
-            import json
-
-            old = json.loads(path.read_text())
-            changed = [k for k in _IDENTITY_KEYS if old.get(k) != config[k]]
-            if changed:
-                raise UsageError(
-                    f"{self.out_dir} holds a run with different {', '.join(changed)}; "
-                    "use a new output directory (or the same settings to resume)"
-                )
-        else:
-            write_json(path, config)
+        open_run_dir(self.out_dir, config)
         return config
 
     # ---- main loop ----------------------------------------------------------------------------
@@ -191,9 +173,9 @@ class EpisodeRunner:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         config = self._check_config()
         records_path = self.out_dir / EPISODES_FILE
-        finished = {r["episode"] for r in read_records(records_path) if r.get("status") == "ok"}
+        finished = {r["episode"] for r in read_jsonl(records_path, log=True) if r.get("status") == "ok"}
         keys = [episode_key(t) for t in self.tasks]
-        todo = [Episode(t, k) for t, k in zip(self.tasks, keys) if k not in finished]
+        todo = [EvalEpisode(t, k) for t, k in zip(self.tasks, keys) if k not in finished]
         if len(todo) < len(keys):
             logger.info("resuming: %d of %d episodes already finished", len(keys) - len(todo), len(keys))
         if todo:
@@ -203,16 +185,15 @@ class EpisodeRunner:
             if todo:
                 self._play(todo, log, done_before=len(keys) - len(todo), total=len(keys))
         self.stats.seconds = time.monotonic() - start
-        summary = summarize_episodes(read_records(records_path), config=config, keys=keys)
+        summary = summarize_episodes(read_jsonl(records_path, log=True), config=config, keys=keys)
         summary["last_invocation"] = asdict(self.stats)
-        write_json(self.out_dir / SUMMARY_JSON, summary)
-        write_text(self.out_dir / SUMMARY_MD, summary_markdown(summary))
+        write_summary(self.out_dir, summary, summary_markdown(summary))
         return summary
 
-    def _play(self, todo: list[Episode], log: RecordLog, *, done_before: int, total: int) -> None:
+    def _play(self, todo: list[EvalEpisode], log: RecordLog, *, done_before: int, total: int) -> None:
         from tqdm import tqdm
 
-        pool = self.pool or EnvPool(self.env_name, self.env_options, min(self.workers, len(todo)))
+        pool = self.pool or WorkerPool(self.env_name, self.env_options, min(self.workers, len(todo)))
         self.slots = [Slot(worker) for worker in pool.workers]
         queue = deque(todo)
         bar = tqdm(total=total, initial=done_before, desc=f"{self.env_name} episodes", disable=not self.progress)
@@ -230,7 +211,7 @@ class EpisodeRunner:
             else:
                 pool.close()
 
-    def _fill(self, queue: deque[Episode], log: RecordLog) -> None:
+    def _fill(self, queue: deque[EvalEpisode], log: RecordLog) -> None:
         """Start the next queued episode on every free worker, the moment it is free."""
         for slot in self.slots:
             if slot.episode is None and queue:
@@ -240,7 +221,7 @@ class EpisodeRunner:
                 except WorkerFailed as exc:
                     self._failed(slot, str(exc), queue, log)
 
-    def _gather(self, queue: deque[Episode], log: RecordLog) -> None:
+    def _gather(self, queue: deque[EvalEpisode], log: RecordLog) -> None:
         """Collect answers (starting queued episodes on freed workers at once) until some episode
         awaits the policy. It is held back for the other workers' pending steps, which come back
         in milliseconds, so that they share one batched policy call; not for pending starts (a
@@ -265,7 +246,7 @@ class EpisodeRunner:
             timeout = max(0.0, min(s.worker.deadline for s in busy) - time.monotonic())
             connection.wait([w for s in busy for w in s.worker.waitables()], timeout=timeout + 0.01)
 
-    def _receive(self, slot: Slot, queue: deque[Episode], log: RecordLog) -> None:
+    def _receive(self, slot: Slot, queue: deque[EvalEpisode], log: RecordLog) -> None:
         episode = slot.episode
         assert episode is not None
         try:
@@ -302,14 +283,14 @@ class EpisodeRunner:
             self._finish(slot, log)
 
     @staticmethod
-    def _observe(episode: Episode, step: EnvStep) -> None:
+    def _observe(episode: EvalEpisode, step: EnvStep) -> None:
         episode.observation = step.observation
         episode.admissible = step.admissible
         episode.expert = step.expert
         episode.score = step.score
         episode.won = step.won
 
-    def _request(self, episode: Episode) -> SampleRequest:
+    def _request(self, episode: EvalEpisode) -> SampleRequest:
         step = len(episode.transcript)
         state = make_state(
             task_id=episode.task.task_id,
@@ -333,7 +314,7 @@ class EpisodeRunner:
             expert=episode.expert or "",
         )
 
-    def _act(self, ready: list[Slot], queue: deque[Episode], log: RecordLog) -> None:
+    def _act(self, ready: list[Slot], queue: deque[EvalEpisode], log: RecordLog) -> None:
         requests = [self._request(s.episode) for s in ready]  # type: ignore[arg-type]
         responses = self.policy.respond(requests)
         self.stats.policy_calls += 1
@@ -368,9 +349,9 @@ class EpisodeRunner:
                 self._finish(slot, log)
 
     # ---- outcomes -----------------------------------------------------------------------------
-    def _record(self, episode: Episode, status: str, error: str | None = None) -> dict[str, Any]:
+    def _record(self, episode: EvalEpisode, status: str, error: str | None = None) -> dict[str, Any]:
         task = episode.task
-        normalized = min(1.0, max(0.0, episode.score / episode.score_scale)) if status == "ok" else 0.0
+        normalized = normalized_score(episode.score, episode.score_scale) if status == "ok" else 0.0
         return {
             "episode": episode.key,
             "status": status,
@@ -402,7 +383,7 @@ class EpisodeRunner:
         self.stats.episodes += 1
         self._bar.update(1)
 
-    def _failed(self, slot: Slot, error: str, queue: deque[Episode], log: RecordLog, *, hung: bool = False) -> None:
+    def _failed(self, slot: Slot, error: str, queue: deque[EvalEpisode], log: RecordLog, *, hung: bool = False) -> None:
         """The episode's environment failed: replace a dead or hung worker, retry or record the error."""
         episode = slot.episode
         slot.episode = None
@@ -414,7 +395,7 @@ class EpisodeRunner:
         logger.warning("episode %s (attempt %d) failed: %s", episode.key, episode.attempt, error)
         if episode.attempt <= self.retries:
             self.stats.retries += 1
-            queue.appendleft(Episode(episode.task, episode.key, attempt=episode.attempt + 1))
+            queue.appendleft(EvalEpisode(episode.task, episode.key, attempt=episode.attempt + 1))
             return
         log.append(self._record(episode, "error", error))
         self.stats.errors += 1

@@ -6,13 +6,12 @@ Every row is asked as written and scored by the ACT reward's own parser
 of verdicts naming the first candidate, accuracy when gold is first vs second, and swap consistency:
 the same question with the candidates in reverse order must name the same *action*. A pair that the
 data already holds in both orders (rows sharing a ``pair_id``) is checked against its partner row;
-any other row is asked again with its candidate list re-rendered in reverse order (the prompt is
-otherwise unchanged, exactly as :func:`openrlhf_act.prompts.judgment_messages` renders it).
+any other row is asked again with its candidate block in reverse order
+(:func:`openrlhf_act.prompts.reverse_candidates`, the swap the consistency executor makes in training).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,35 +20,21 @@ from openrlhf_act.actions import Completion
 from openrlhf_act.eval.next_action import task_of
 from openrlhf_act.eval.offline import (
     PREDICTIONS_FILE,
-    SUMMARY_JSON,
-    SUMMARY_MD,
     Row,
     ask_missing,
     base_config,
-    open_run,
     pct,
     read_rows,
 )
-from openrlhf_act.eval.policies import Policy
-from openrlhf_act.eval.runfiles import stable_seed, write_json, write_text
-from openrlhf_act.eval.summary import fmt
-from openrlhf_act.prompts import candidate_lines
+from openrlhf_act.eval.policies import Policy, stable_seed
+from openrlhf_act.eval.summary import fmt, markdown_table, title, write_summary
+from openrlhf_act.files import open_run_dir
+from openrlhf_act.prompts import reverse_candidates
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.judgment import judgment_reward
 from openrlhf_act.sampling import SampleRequest
 from openrlhf_act.schema import decode_judgment_label, encode_label
 from openrlhf_act.verdict import parse_verdict
-
-
-def swapped_messages(messages: list[dict[str, str]], candidates: tuple[str, ...]) -> list[dict[str, str]] | None:
-    """The prompt with its candidates in reverse order, or ``None`` if the candidate list is not found."""
-    block = candidate_lines(candidates)
-    last = messages[-1]["content"]
-    at = last.rfind(block)
-    if at < 0:
-        return None
-    swapped = last[:at] + candidate_lines(tuple(reversed(candidates))) + last[at + len(block) :]
-    return [*messages[:-1], {**messages[-1], "content": swapped}]
 
 
 def _partner(row: Row, rows_by_pair: dict[str, list[Row]]) -> Row | None:
@@ -62,7 +47,19 @@ def _partner(row: Row, rows_by_pair: dict[str, list[Row]]) -> Row | None:
     return None
 
 
-def _figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+JUDGMENT_COLUMNS = (
+    "pairs",
+    "accuracy %",
+    "malformed %",
+    "picks first %",
+    "acc. gold first %",
+    "acc. gold second %",
+    "swap consistent %",
+)
+
+
+def _judgment_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, malformed share, position bias and swap consistency of judged rows (percentages)."""
     n = len(records)
     formed = [r for r in records if not r["malformed"]]
     gold_first = [r for r in records if r["answer"] == 1]
@@ -99,7 +96,7 @@ def run_judgment(
     out = Path(out_dir)
     rows = read_rows(data, decode_judgment_label, limit)
     config = {**base_config("judgment", data, policy, seed), "swap": swap}
-    open_run(out, config)
+    open_run_dir(out, config)
     reward_config = RewardConfig()
     tag = reward_config.verdict_tag
     rows_by_pair: dict[str, list[Row]] = defaultdict(list)
@@ -114,12 +111,12 @@ def run_judgment(
         requests.append((f"{row.index}", _request(key, row.messages, seed, row.index, row.label.expert)))
         if not swap or _partner(row, rows_by_pair) is not None:
             continue
-        messages = swapped_messages(row.messages, row.label.candidates)
-        if messages is None:
+        swapped = reverse_candidates(row.messages[-1]["content"], row.label)
+        if swapped is None:
             unswappable += 1
             continue
-        candidates = tuple(reversed(row.label.candidates))
-        label = dataclasses.replace(row.label, candidates=candidates, answer=len(candidates) + 1 - row.label.answer)
+        content, label = swapped
+        messages = [*row.messages[:-1], {**row.messages[-1], "content": content}]
         swap_rows[f"{row.index}:swap"] = (row, encode_label(label))
         requests.append(
             (f"{row.index}:swap", _request(key + ":swap", messages, seed, -1 - row.index, row.label.expert))
@@ -158,11 +155,10 @@ def run_judgment(
         "policy": config["policy"],
         "data": config["data"],
         "unswappable_rows": unswappable,
-        "overall": _figures(records),
-        "tasks": {task: _figures(rs) for task, rs in sorted(groups.items())},
+        "overall": _judgment_figures(records),
+        "tasks": {task: _judgment_figures(rs) for task, rs in sorted(groups.items())},
     }
-    write_json(out / SUMMARY_JSON, summary)
-    write_text(out / SUMMARY_MD, markdown(summary))
+    write_summary(out, summary, markdown(summary))
     return summary
 
 
@@ -201,22 +197,21 @@ def _row_record(row: Row, answers: dict[str, dict[str, Any]], rows_by_pair: dict
     return record
 
 
+def judgment_cells(figures: dict[str, Any]) -> tuple[Any, ...]:
+    """One row of figures under :data:`JUDGMENT_COLUMNS` (a run's summary and ``eval report`` show the same)."""
+    keys = ("accuracy", "malformed", "pred_first", "accuracy_gold_first", "accuracy_gold_second", "swap_consistency")
+    return (figures["rows"], *(fmt(figures[key]) for key in keys))
+
+
 def markdown(summary: dict[str, Any]) -> str:
     o = summary["overall"]
     lines = [
-        f"# judgment accuracy: {', '.join(f'{k}={v}' for k, v in summary['policy'].items())}",
+        title("judgment accuracy", summary["policy"]),
         "",
         f"{o['rows']} pairs: accuracy {fmt(o['accuracy'])}%, malformed {fmt(o['malformed'])}%, "
         f"first-position verdicts {fmt(o['pred_first'])}% (gold first in {fmt(o['gold_first'])}%), "
         f"swap consistency {fmt(o['swap_consistency'])}% over {o['swap_checked']} pairs",
         "",
-        "| task | pairs | accuracy % | malformed % | picks first % | acc. gold first % | acc. gold second % "
-        "| swap consistent % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for task, t in summary["tasks"].items():
-        lines.append(
-            f"| {task} | {t['rows']} | {fmt(t['accuracy'])} | {fmt(t['malformed'])} | {fmt(t['pred_first'])} "
-            f"| {fmt(t['accuracy_gold_first'])} | {fmt(t['accuracy_gold_second'])} | {fmt(t['swap_consistency'])} |"
-        )
-    return "\n".join(lines) + "\n"
+    rows = ((task, *judgment_cells(t)) for task, t in summary["tasks"].items())
+    return "\n".join(lines + markdown_table(("task", *JUDGMENT_COLUMNS), rows)) + "\n"

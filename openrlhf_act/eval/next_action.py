@@ -16,17 +16,14 @@ from typing import Any
 from openrlhf_act.actions import Completion, read_action
 from openrlhf_act.eval.offline import (
     PREDICTIONS_FILE,
-    SUMMARY_JSON,
-    SUMMARY_MD,
     ask_missing,
     base_config,
-    open_run,
     pct,
     read_rows,
 )
-from openrlhf_act.eval.policies import Policy
-from openrlhf_act.eval.runfiles import stable_seed, write_json, write_text
-from openrlhf_act.eval.summary import fmt
+from openrlhf_act.eval.policies import Policy, stable_seed
+from openrlhf_act.eval.summary import fmt, markdown_table, title, write_summary
+from openrlhf_act.files import open_run_dir
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.next_action import next_action_reward
 from openrlhf_act.sampling import SampleRequest
@@ -38,7 +35,8 @@ def task_of(task_id: str) -> str:
     return task_id.split("/", 1)[0] or "-"
 
 
-def _figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _next_action_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Exact, admissible and unparseable shares (percentages) and the mean reward of answered states."""
     n = len(records)
     return {
         "rows": n,
@@ -63,7 +61,7 @@ def run_next_action(
     out = Path(out_dir)
     rows = read_rows(data, decode_next_action_label, limit)
     config = base_config("next_action", data, policy, seed)
-    open_run(out, config)
+    open_run_dir(out, config)
     reward_config = RewardConfig()
     by_id = {str(r.index): r for r in rows}
 
@@ -111,35 +109,32 @@ def run_next_action(
         "kind": "next_action",
         "policy": config["policy"],
         "data": config["data"],
-        "overall": _figures(records),
+        "overall": _next_action_figures(records),
         "envs": {
             env: {
-                "overall": _figures([r for rs in tasks.values() for r in rs]),
-                "tasks": {t: _figures(rs) for t, rs in sorted(tasks.items())},
+                "overall": _next_action_figures([r for rs in tasks.values() for r in rs]),
+                "tasks": {t: _next_action_figures(rs) for t, rs in sorted(tasks.items())},
             }
             for env, tasks in sorted(groups.items())
         },
     }
-    write_json(out / SUMMARY_JSON, summary)
-    write_text(out / SUMMARY_MD, markdown(summary))
+    write_summary(out, summary, markdown(summary))
     return summary
 
 
 def markdown(summary: dict[str, Any]) -> str:
     overall = summary["overall"]
     lines = [
-        f"# next-action accuracy: {', '.join(f'{k}={v}' for k, v in summary['policy'].items())}",
+        title("next-action accuracy", summary["policy"]),
         "",
         f"{overall['rows']} states: accuracy {fmt(overall['accuracy'])}%, admissible {fmt(overall['admissible'])}%, "
         f"unparseable {fmt(overall['malformed'])}%",
         "",
-        "| env | task | states | accuracy % | admissible % | unparseable % |",
-        "|---|---|---:|---:|---:|---:|",
     ]
-    for env, figures in summary["envs"].items():
-        for task, t in figures["tasks"].items():
-            lines.append(
-                f"| {env} | {task} | {t['rows']} | {fmt(t['accuracy'])} | {fmt(t['admissible'])} "
-                f"| {fmt(t['malformed'])} |"
-            )
-    return "\n".join(lines) + "\n"
+    rows = (
+        (env, task, t["rows"], fmt(t["accuracy"]), fmt(t["admissible"]), fmt(t["malformed"]))
+        for env, figures in summary["envs"].items()
+        for task, t in figures["tasks"].items()
+    )
+    columns = ("env", "task", "states", "accuracy %", "admissible %", "unparseable %")
+    return "\n".join(lines + markdown_table(columns, rows, text_columns=2)) + "\n"

@@ -1,5 +1,5 @@
-"""What the offline evaluations share: reading labelled prompt rows, asking the policy in resumable
-chunks, and the run directory's identity check.
+"""What the offline evaluations share: reading labelled prompt rows, what identifies a run, and
+asking the policy in resumable chunks.
 
 Both read the ``eval.jsonl`` files our data commands write (``prompt``: chat messages, ``label``: a
 JSON string). Answers are appended to ``predictions.jsonl`` chunk by chunk, so a restarted run asks
@@ -18,14 +18,10 @@ from openrlhf_act import __version__
 from openrlhf_act.actions import Completion
 from openrlhf_act.errors import DataError, UsageError
 from openrlhf_act.eval.policies import Policy
-from openrlhf_act.eval.runfiles import RecordLog, read_records, write_json
-from openrlhf_act.files import sha256_file
+from openrlhf_act.files import RecordLog, read_jsonl, sha256_file
 from openrlhf_act.sampling import SampleRequest
 
-CONFIG_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.jsonl"
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
 
 L = TypeVar("L")
 
@@ -70,21 +66,6 @@ def read_rows(path: str | Path, decode: Callable[[Any], L], limit: int | None = 
     return rows
 
 
-def open_run(out_dir: Path, config: dict[str, Any]) -> None:
-    """Create the run directory, or check that it holds a run of the same data and policy."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / CONFIG_FILE
-    if path.exists():
-        old = json.loads(path.read_text())
-        changed = [k for k in config if k != "version" and old.get(k) != config[k]]
-        if changed:
-            raise UsageError(
-                f"{out_dir} holds a run with different {', '.join(changed)}; use a new output directory to start over"
-            )
-    else:
-        write_json(path, config)
-
-
 def data_identity(path: str | Path) -> dict[str, str]:
     return {"path": str(Path(path).resolve()), "sha256": sha256_file(path)}
 
@@ -113,7 +94,7 @@ def ask_missing(
     time; ``make_record(record_id, completion)`` builds what is appended. Returns all records by id."""
     from tqdm import tqdm
 
-    done = {r["id"]: r for r in read_records(log_path)}
+    done = {r["id"]: r for r in read_jsonl(log_path, log=True)}
     missing = [(rid, req) for rid, req in requests if rid not in done]
     with (
         RecordLog(log_path) as log,

@@ -11,6 +11,7 @@ Evaluation decodes greedily unless told otherwise (``temperature=0``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,6 +84,13 @@ class SamplerPolicy:
 
     def close(self) -> None:
         self.sampler.close()
+
+
+def stable_seed(*parts: Any) -> int:
+    """The seed of one evaluation request, from its identifiers: stable across processes and Python
+    versions (``hash`` is salted), so a resumed run asks what the first run would have asked."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def make_policy(name: str, options: dict[str, Any] | None = None, *, make_sampler: MakeSampler) -> Policy:

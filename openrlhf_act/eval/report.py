@@ -15,8 +15,9 @@ from typing import Any
 
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval import paper_results
-from openrlhf_act.eval.runfiles import write_text
-from openrlhf_act.eval.summary import fmt
+from openrlhf_act.eval.judgment import JUDGMENT_COLUMNS, judgment_cells
+from openrlhf_act.eval.summary import SUMMARY_JSON, fmt, markdown_table
+from openrlhf_act.files import write_text
 
 # (environment, split) of an episodes run -> the paper's benchmark column
 _EPISODE_COLUMNS = {
@@ -33,7 +34,7 @@ def load_runs(specs: list[str]) -> list[tuple[str, Path, dict[str, Any]]]:
     for spec in specs:
         label, sep, path = spec.partition("=")
         directory = Path(path if sep else spec)
-        summary_path = directory / "summary.json"
+        summary_path = directory / SUMMARY_JSON
         if not summary_path.is_file():
             raise UsageError(f"{directory} is not an evaluation run (no summary.json)")
         runs.append((label if sep else directory.name, directory, json.loads(summary_path.read_text())))
@@ -123,20 +124,8 @@ def _judgment_table(runs, paper: str | None) -> list[str]:
     judged = [(label, s) for label, _, s in runs if s["kind"] == "judgment"]
     if not judged:
         return []
-    lines = [
-        "## Judgment",
-        "",
-        "| run | pairs | accuracy % | malformed % | picks first % | acc. gold first % | acc. gold second % "
-        "| swap consistent % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, summary in judged:
-        o = summary["overall"]
-        lines.append(
-            f"| **{label}** | {o['rows']} | {fmt(o['accuracy'])} | {fmt(o['malformed'])} | {fmt(o['pred_first'])} "
-            f"| {fmt(o['accuracy_gold_first'])} | {fmt(o['accuracy_gold_second'])} | {fmt(o['swap_consistency'])} |"
-        )
+    rows = [(f"**{label}**", *judgment_cells(summary["overall"])) for label, summary in judged]
     if paper == "v2":
         for name, value in paper_results.JUDGMENT_V2.items():
-            lines.append(f"| paper v2 (ALFWorld, 400 pairs): {name} | 400 | {value:.2f} | - | - | - | - | - |")
-    return [*lines, ""]
+            rows.append((f"paper v2 (ALFWorld, 400 pairs): {name}", 400, f"{value:.2f}", *["-"] * 5))
+    return ["## Judgment", "", *markdown_table(("run", *JUDGMENT_COLUMNS), rows), ""]

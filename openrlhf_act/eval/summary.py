@@ -1,4 +1,5 @@
-"""Aggregate episode records into per-task and per-split figures, as JSON and Markdown.
+"""Aggregate episode records into per-task and per-split figures, as JSON and Markdown; every
+evaluation run's summary files.
 
 Success rate is the share of finished episodes the environment counts as won (ScienceWorld: score
 100; ALFWorld: the goal reached; WebShop: purchase reward 1.0). Score is the episode's final score
@@ -14,7 +15,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from openrlhf_act.eval.runfiles import read_records
+from openrlhf_act.files import read_jsonl, write_json, write_text
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
 
 
 def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -30,7 +34,8 @@ def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None
     return [latest[k] for k in keys if k in latest]
 
 
-def _figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _episode_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success rate, normalized score, steps and bad actions per step of finished episodes; errors counted."""
     done = [r for r in records if r.get("status") == "ok"]
     steps = sum(r["steps"] for r in done)
     n = len(done)
@@ -61,10 +66,10 @@ def summarize_episodes(
         by_split[record.get("split") or "-"][record["task"]].append(record)
     splits = {}
     for split, tasks in sorted(by_split.items()):
-        per_task = {task: _figures(rows) for task, rows in sorted(tasks.items())}
+        per_task = {task: _episode_figures(rows) for task, rows in sorted(tasks.items())}
         everything = [r for rows in tasks.values() for r in rows]
         splits[split] = {
-            "micro": _figures(everything),
+            "micro": _episode_figures(everything),
             "macro": {k: _macro(per_task, k) for k in ("success_rate", "mean_score")},
             "tasks": per_task,
         }
@@ -82,11 +87,27 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def title(what: str, policy: dict[str, Any] | None) -> str:
+    """The first line of a run's Markdown summary: what was measured, with which policy."""
+    return f"# {what}: {', '.join(f'{k}={v}' for k, v in (policy or {}).items())}"
+
+
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, text_columns: int = 1) -> list[str]:
+    """The lines of a Markdown table: the first ``text_columns`` columns left-aligned, figures right-aligned."""
+    align = ["---"] * text_columns + ["---:"] * (len(columns) - text_columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(align) + "|"]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+
+
+def write_summary(out_dir: Path, summary: dict[str, Any], markdown: str) -> None:
+    """A run's figures: ``summary.json`` for tools (``eval report``), ``summary.md`` for people."""
+    write_json(out_dir / SUMMARY_JSON, summary)
+    write_text(out_dir / SUMMARY_MD, markdown)
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as Markdown tables, one per split."""
-    policy = summary.get("policy") or {}
-    shown = ", ".join(f"{k}={v}" for k, v in policy.items())
-    lines = [f"# {summary.get('env')} episodes: {shown}", ""]
+    lines = [title(f"{summary.get('env')} episodes", summary.get("policy")), ""]
     if summary.get("errors"):
         lines += [f"**{summary['errors']} episode(s) ended in an environment error** (see episodes.jsonl).", ""]
     for split, figures in summary["splits"].items():
@@ -95,19 +116,19 @@ def summary_markdown(summary: dict[str, Any]) -> str:
             f"## split {split}: success {fmt(micro['success_rate'])}%, score {fmt(micro['mean_score'])} "
             f"(macro over tasks: {fmt(macro['success_rate'])}% / {fmt(macro['mean_score'])})",
             "",
-            "| task | episodes | errors | success % | score | steps | invalid/step | unparseable/step |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for task, t in figures["tasks"].items():
-            lines.append(
-                f"| {task} | {t['finished']} | {t['errors']} | {fmt(t['success_rate'])} | {fmt(t['mean_score'])} "
-                f"| {fmt(t['mean_steps'], 1)} | {fmt(t['invalid_per_step'], 3)} | {fmt(t['unparseable_per_step'], 3)} |"
-            )
+        columns = ("task", "episodes", "errors", "success %", "score", "steps", "invalid/step", "unparseable/step")
+        lines += markdown_table(columns, (_episode_cells(task, t) for task, t in figures["tasks"].items()))
         lines.append("")
     return "\n".join(lines)
 
 
+def _episode_cells(task: str, t: dict[str, Any]) -> tuple[Any, ...]:
+    rates = (fmt(t["success_rate"]), fmt(t["mean_score"]), fmt(t["mean_steps"], 1))
+    return (task, t["finished"], t["errors"], *rates, fmt(t["invalid_per_step"], 3), fmt(t["unparseable_per_step"], 3))
+
+
 def episode_scores(directory: Path) -> list[float]:
     """Normalized (0..100) scores of a run's finished episodes."""
-    records = latest_records(read_records(directory / "episodes.jsonl"))
+    records = latest_records(read_jsonl(directory / "episodes.jsonl", log=True))
     return [100.0 * r["normalized_score"] for r in records if r.get("status") == "ok"]

@@ -6,7 +6,7 @@ and reset an episode) or ``step`` (one action) and waits on the pipe *and* the p
 deadline: a reply, a crash and a hang are all noticed in bounded time. A hung or dead worker is
 killed together with the helper processes its adapter reported (``TextEnv.child_pids``) and replaced.
 
-An :class:`EnvPool` keeps workers alive across runs: evaluating several checkpoints or splits through
+A :class:`WorkerPool` keeps workers alive across runs: evaluating several checkpoints or splits through
 one pool pays the simulators' start (and a JVM's JIT warm-up, which dominates short ScienceWorld
 runs) once.
 """
@@ -175,8 +175,8 @@ class EnvWorker:
             self.conn.close()
 
 
-class EnvPool:
-    """``size`` environment workers that outlive one run; a context manager that closes them."""
+class WorkerPool:
+    """``size`` environment worker processes that outlive one run; a context manager that closes them."""
 
     def __init__(self, env_name: str, options: dict[str, Any] | None = None, size: int = 2):
         if size < 1:
@@ -196,7 +196,7 @@ class EnvPool:
         for worker in self.workers:
             worker.close()
 
-    def __enter__(self) -> EnvPool:
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

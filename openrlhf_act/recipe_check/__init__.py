@@ -8,82 +8,45 @@ runs from source, with a stand-in ``train`` and inert stand-ins for every non-st
 parser, types, choices and post-parse asserts of the installed version decide, and nothing can start.
 On top of that come static checks of what OpenRLHF and DeepSpeed only find once the models are loaded:
 reward and agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split,
-the Ray runtime environment and the data-kind flags of ``openrlhf_act.data_kinds.DATA_KINDS``.
+the Ray runtime environment, and the ``--data.*`` options against the data kind the recipe names
+(``openrlhf_act.data_kinds.DATA_KINDS``). The recipes are the one place OpenRLHF flags are written;
+this package only reads what they print.
 
 Modules, in the order a check runs: ``recipes`` (finding, reading and expanding recipes),
-``commands`` (the printed commands), ``launchers`` (the OpenRLHF part of each), ``openrlhf_main``
-(OpenRLHF's own argument handling), ``checks`` and ``static_checks`` (judging one command),
-``source_index`` and ``findings`` (placing each finding at ``script:line``), ``report`` (all recipes).
+``dry_run`` (the printed commands and their words), ``launchers`` (the OpenRLHF part of each),
+``openrlhf_main`` (OpenRLHF's own argument handling), ``checks`` (judging commands, the whole report)
+with ``static_checks``, and ``findings`` (each finding placed at ``script:line``).
 """
 
 from __future__ import annotations
 
-from openrlhf_act.recipe_check.checks import check_command
-from openrlhf_act.recipe_check.commands import Command, parse_dry_run
-from openrlhf_act.recipe_check.findings import CommandCheck, Finding
-from openrlhf_act.recipe_check.launchers import Launch, split_launch
-from openrlhf_act.recipe_check.openrlhf_main import (
-    MainRun,
-    OpenRLHFMain,
-    installed_openrlhf_version,
-    openrlhf_main,
-    openrlhf_root,
-)
+from openrlhf_act.recipe_check.checks import WRITTEN_FOR, check_recipes, version_findings
+from openrlhf_act.recipe_check.dry_run import Command, parse_dry_run
+from openrlhf_act.recipe_check.launchers import split_launch
+from openrlhf_act.recipe_check.openrlhf_main import openrlhf_main
 from openrlhf_act.recipe_check.recipes import (
-    EXPAND_TIMEOUT_S,
-    PRELUDE,
-    RECIPE_VARS_ENV,
-    Expansion,
-    Recipe,
     default_recipes_dir,
-    expand,
+    display_path,
     find_recipes,
     list_settings,
     read_recipe,
+    recipe_invocation,
     recipe_shell_vars,
-    variants,
 )
-from openrlhf_act.recipe_check.report import (
-    WRITTEN_FOR,
-    Report,
-    check_expansion,
-    check_recipes,
-    merge_variants,
-    version_findings,
-)
-from openrlhf_act.recipe_check.source_index import SourceIndex, display_path
 
 __all__ = [
-    "EXPAND_TIMEOUT_S",
-    "PRELUDE",
-    "RECIPE_VARS_ENV",
     "WRITTEN_FOR",
     "Command",
-    "CommandCheck",
-    "Expansion",
-    "Finding",
-    "Launch",
-    "MainRun",
-    "OpenRLHFMain",
-    "Recipe",
-    "Report",
-    "SourceIndex",
-    "check_command",
-    "check_expansion",
     "check_recipes",
     "default_recipes_dir",
     "display_path",
-    "expand",
     "find_recipes",
-    "installed_openrlhf_version",
     "list_settings",
-    "merge_variants",
     "openrlhf_main",
-    "openrlhf_root",
     "parse_dry_run",
     "read_recipe",
+    "recipe_invocation",
     "recipe_shell_vars",
     "split_launch",
-    "variants",
     "version_findings",
 ]

@@ -1,18 +1,34 @@
-"""Judging one OpenRLHF command: what its main block made of the arguments (unknown, abbreviated and
-stray flags, parse errors, failed asserts), then the static checks."""
+"""Judging recipes: expand every variant with ``DRY_RUN=1``, judge every OpenRLHF command it prints by
+what OpenRLHF's own main block made of its arguments (unknown, abbreviated and stray flags, parse
+errors, failed asserts) and by the static checks, and merge the findings into one report."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from openrlhf_act.recipe_check.commands import Command
-from openrlhf_act.recipe_check.findings import CommandCheck, Finding
-from openrlhf_act.recipe_check.launchers import Launch
-from openrlhf_act.recipe_check.openrlhf_main import openrlhf_main
-from openrlhf_act.recipe_check.source_index import SourceIndex
+from openrlhf_act.recipe_check.dry_run import parse_dry_run
+from openrlhf_act.recipe_check.findings import CommandCheck, Finding, SourceIndex
+from openrlhf_act.recipe_check.launchers import split_launch
+from openrlhf_act.recipe_check.openrlhf_main import installed_openrlhf_version, openrlhf_main
+from openrlhf_act.recipe_check.recipes import (
+    Expansion,
+    display_path,
+    expand,
+    find_recipes,
+    last_line,
+    read_recipe,
+    variants,
+)
 from openrlhf_act.recipe_check.static_checks import check_data_kind, check_datasets, check_semantics
+
+WRITTEN_FOR = "0.11.2"
 
 # Old flat flag names whose dotted successor is not just "<section>.<same name>".
 _RENAMED = {
@@ -43,10 +59,93 @@ _RENAMED = {
 }
 
 
-def check_command(
-    command: Command, launch: Launch, index: SourceIndex, variant: str, environ: dict[str, str], *, check_data: bool
-) -> list[Finding]:
-    check = CommandCheck(index, command, variant, environ)
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    recipes: int = 0
+    expansions: int = 0
+    commands: int = 0
+    openrlhf_version: str | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+
+def check_recipes(
+    scripts: Sequence[str | Path] = (),
+    *,
+    presets: Sequence[str] = (),
+    stages: Sequence[str] = (),
+    check_data: bool = False,
+    environ: dict[str, str] | None = None,
+    openrlhf_version: str | None = None,
+    workers: int = 4,
+) -> Report:
+    """Expand every recipe variant and judge every OpenRLHF command; see the ``openrlhf_act.recipe_check`` docstring."""
+    environ = dict(os.environ if environ is None else environ)
+    version = openrlhf_version or installed_openrlhf_version()
+    report = Report(openrlhf_version=version)
+    report.findings += version_findings(version)
+    if version is None:
+        return report
+    recipes = [read_recipe(p) for p in find_recipes(scripts)]
+    report.recipes = len(recipes)
+    overrides = {"PRESET": list(presets), "STAGES": list(stages)}
+    jobs = [(r, v) for r in recipes for v in variants(r, overrides, environ)]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        expansions = list(pool.map(lambda job: expand(job[0], job[1], environ), jobs))
+    report.expansions = len(expansions)
+    findings: list[Finding] = []
+    for expansion in expansions:  # sequential: OpenRLHF's main blocks run in this process
+        found, count = _check_expansion(expansion, environ, check_data=check_data)
+        findings += found
+        report.commands += count
+    report.findings += _merge_variants(findings)
+    return report
+
+
+def version_findings(installed: str | None) -> list[Finding]:
+    if installed is None:
+        return [
+            Finding("error", "openrlhf", f"OpenRLHF is not installed here; install openrlhf=={WRITTEN_FOR} to check")
+        ]
+    if installed != WRITTEN_FOR:
+        message = (
+            f"installed OpenRLHF is {installed}, the recipes were written for {WRITTEN_FOR}: "
+            f"flags are judged by {installed}"
+        )
+        return [Finding("warning", "openrlhf", message)]
+    return []
+
+
+def _check_expansion(expansion: Expansion, environ: dict[str, str], *, check_data: bool) -> tuple[list[Finding], int]:
+    """Findings of one DRY_RUN expansion and the number of OpenRLHF commands it printed."""
+    script, label = expansion.recipe.path, expansion.label
+    if expansion.returncode != 0:
+        reason = last_line(expansion.stderr) or f"exit status {expansion.returncode}"
+        return [Finding("error", display_path(script), f"DRY_RUN=1 failed: {reason}", label)], 0
+    commands, problems = parse_dry_run(expansion.stdout)
+    findings = [Finding("error", display_path(script), p, label) for p in problems]
+    env = {**environ, **expansion.recipe.example_env, **expansion.variant}
+    index = SourceIndex(script)
+    count = 0
+    for command in commands:
+        launch = split_launch(command.argv)
+        if launch is not None and launch.module.startswith("openrlhf."):
+            count += 1
+            findings += _check_command(CommandCheck(index, command, launch, label, env), check_data=check_data)
+    if count == 0:
+        findings.append(Finding("error", display_path(script), "DRY_RUN=1 printed no OpenRLHF command", label))
+    return findings, count
+
+
+def _check_command(check: CommandCheck, *, check_data: bool) -> list[Finding]:
+    launch = check.launch
     for locate, message in launch.problems:
         check.add("error", message, locate)
     try:
@@ -63,8 +162,7 @@ def check_command(
     for name, value in run.stray:
         check.add("error", f"{name} takes no value, but {value!r} follows it", name)
     if run.error:
-        flag = _flag_in_message(run.error)
-        check.add("error", f"{short}: {run.error}", flag)
+        check.add("error", f"{short}: {run.error}", _flag_in_message(run.error))
     if run.failed_assert:
         check.add("error", f"{short} refuses these arguments: {run.failed_assert}", launch.module)
     if run.exception:
@@ -75,11 +173,24 @@ def check_command(
         if line.strip():
             check.add("warning", f"{short} says: {line.strip()}", launch.module)
     if run.args is not None:
-        check_semantics(check, launch, main, run.args)
-        check_data_kind(check, command, launch)
+        check_semantics(check, main, run.args)
+        check_data_kind(check, run.args)
         if check_data:
-            check_datasets(check, launch, run.args)
+            check_datasets(check, run.args)
     return check.findings
+
+
+def _merge_variants(findings: Iterable[Finding]) -> list[Finding]:
+    """One line per problem: the same finding in several variants names the first and counts the rest."""
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for f in findings:
+        grouped.setdefault((f.level, f.where, f.message), []).append(f.variant)
+    merged = []
+    for (level, where, message), labels in grouped.items():
+        labels = list(dict.fromkeys(labels))
+        variant = labels[0] + (f" and {len(labels) - 1} more variant(s)" if len(labels) > 1 else "")
+        merged.append(Finding(level, where, message, variant))
+    return merged
 
 
 def _suggest(name: str, options: dict[str, argparse.Action]) -> str:

@@ -13,8 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from openrlhf_act.recipe_check.dry_run import assignment, option
+
 _PYTHON_RE = re.compile(r"^python(\d+(\.\d+)*)?$")
-_ASSIGNMENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass
@@ -38,15 +39,17 @@ def split_launch(argv: Sequence[str]) -> Launch | None:
     launcher = "python"
     while tokens:
         head = Path(tokens[0]).name
-        if head == "env" or _ASSIGNMENT_RE.match(tokens[0]):
+        if head == "env" or assignment(tokens[0]):
             tokens = tokens[1:] if head == "env" else tokens
-            while tokens and _ASSIGNMENT_RE.match(tokens[0]):
-                name, _, value = tokens.pop(0).partition("=")
-                if name == "RAY_JOB_CONFIG_JSON_ENV_VAR":
-                    runtime_env = _runtime_env_from_job_config(value, problems)
+            while tokens and (pair := assignment(tokens[0])):
+                tokens.pop(0)
+                if pair[0] == "RAY_JOB_CONFIG_JSON_ENV_VAR":
+                    runtime_env = _runtime_env_from_job_config(pair[1], problems)
             continue
         if head == "ray" and tokens[1:3] == ["job", "submit"]:
-            options, entrypoint = _split_at_double_dash(tokens[3:])
+            rest = tokens[3:]
+            at = rest.index("--") if "--" in rest else len(rest)
+            options, entrypoint = rest[:at], rest[at + 1 :]
             runtime_env = _runtime_env_from_submit(options, problems)
             problems.extend(_click_check_ray_submit(options, entrypoint))
             launcher, tokens = "ray job submit", entrypoint
@@ -55,65 +58,57 @@ def split_launch(argv: Sequence[str]) -> Launch | None:
             found = _split_deepspeed(tokens[1:], problems)
             if found is None:
                 return None
-            module, args, world = found
             name = "deepspeed" if launcher == "python" else f"{launcher} -> deepspeed"
-            return Launch(module, args, name, runtime_env, problems, world)
-        if _PYTHON_RE.match(head) and "-m" in tokens:
+            return Launch(found[0], found[1], name, runtime_env, problems, found[2])
+        if _PYTHON_RE.match(head) and "-m" in tokens[:-1]:
             at = tokens.index("-m")
-            if at + 1 >= len(tokens):
-                return None
             return Launch(tokens[at + 1], tokens[at + 2 :], launcher, runtime_env, problems)
         return None
     return None
 
 
-def _split_at_double_dash(tokens: list[str]) -> tuple[list[str], list[str]]:
-    if "--" in tokens:
-        at = tokens.index("--")
-        return tokens[:at], tokens[at + 1 :]
-    return tokens, []
+def _json_object(raw: str, where: str, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """JSON text as an object, or None with a problem at ``where``."""
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        problems.append((where, f"{where} is not valid JSON: {exc.msg} at char {exc.pos}"))
+        return None
+    if not isinstance(value, dict):
+        problems.append((where, f"{where} must be a JSON object"))
+        return None
+    return value
 
 
-def _option_value(options: list[str], name: str) -> str | None:
+def _option_values(options: list[str]) -> dict[str, str]:
+    """``--name value`` and ``--name=value`` options (every ``ray job submit`` option we read takes one)."""
+    values: dict[str, str] = {}
     for i, token in enumerate(options):
-        if token == name and i + 1 < len(options):
-            return options[i + 1]
-        if token.startswith(name + "="):
-            return token.split("=", 1)[1]
-    return None
-
-
-def _runtime_env_from_submit(options: list[str], problems: list[tuple[str, str]]) -> dict[str, Any] | None:
-    raw = _option_value(options, "--runtime-env-json")
-    env: dict[str, Any] | None = None
-    if raw is not None:
-        try:
-            env = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problems.append(
-                ("--runtime-env-json", f"--runtime-env-json is not valid JSON: {exc.msg} at char {exc.pos}")
-            )
-            return None
-        if not isinstance(env, dict):
-            problems.append(("--runtime-env-json", "--runtime-env-json must be a JSON object"))
-            return None
-    working_dir = _option_value(options, "--working-dir")
-    if working_dir is not None:
-        env = dict(env or {})
-        env["working_dir"] = working_dir
-    return env
+        name, value = option(token)
+        if value is None and i + 1 < len(options):
+            value = options[i + 1]
+        if name.startswith("--") and value is not None:
+            values.setdefault(name, value)
+    return values
 
 
 def _runtime_env_from_job_config(raw: str, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        problems.append(("RAY_JOB_CONFIG_JSON_ENV_VAR", f"RAY_JOB_CONFIG_JSON_ENV_VAR is not valid JSON: {exc.msg}"))
-        return None
-    env = config.get("runtime_env") if isinstance(config, dict) else None
-    if not isinstance(env, dict):
+    """The runtime env of ``RAY_JOB_CONFIG_JSON_ENV_VAR`` (what `ray job submit` gives its entrypoint)."""
+    config = _json_object(raw, "RAY_JOB_CONFIG_JSON_ENV_VAR", problems)
+    env = config.get("runtime_env") if config is not None else None
+    if config is not None and not isinstance(env, dict):
         problems.append(("RAY_JOB_CONFIG_JSON_ENV_VAR", "RAY_JOB_CONFIG_JSON_ENV_VAR needs a runtime_env object"))
         return None
+    return env
+
+
+def _runtime_env_from_submit(options: list[str], problems: list[tuple[str, str]]) -> dict[str, Any] | None:
+    values = _option_values(options)
+    env = None
+    if "--runtime-env-json" in values:
+        env = _json_object(values["--runtime-env-json"], "--runtime-env-json", problems)
+    if "--working-dir" in values:
+        env = {**(env or {}), "working_dir": values["--working-dir"]}
     return env
 
 
@@ -137,7 +132,8 @@ def _click_check_ray_submit(options: list[str], entrypoint: list[str]) -> list[t
 
 @cache
 def _deepspeed_launcher_options() -> dict[str, bool] | None:
-    """DeepSpeed launcher option -> takes a value, read statically from its ``parse_args`` source."""
+    """DeepSpeed launcher option -> takes a value, read statically from its ``parse_args`` source
+    (importing DeepSpeed would import torch)."""
     spec = importlib.util.find_spec("deepspeed")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -158,30 +154,21 @@ def _deepspeed_launcher_options() -> dict[str, bool] | None:
 
 def _split_deepspeed(tokens: list[str], problems: list[tuple[str, str]]) -> tuple[str, list[str], int | None] | None:
     """(module, its arguments, GPUs the launcher starts) of ``deepspeed [options] --module M args``."""
-    options = _deepspeed_launcher_options()
-    values: dict[str, str] = {}
-    is_module = False
+    known = _deepspeed_launcher_options()
+    values: dict[str, str | None] = {}
     i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        if token == "--module":
-            is_module = True
+    while i < len(tokens) and tokens[i].startswith("-"):
+        name, value = option(tokens[i])
+        if known is not None and name not in known:
+            problems.append((name, f"unknown DeepSpeed launcher flag {name}"))
+        takes_value = name != "--module" and (known is None or known.get(name, True))
+        if value is None and takes_value and i + 1 < len(tokens):
             i += 1
-            continue
-        if token.startswith("-"):
-            name, has_value, value = token.partition("=")
-            if options is not None and name not in options:
-                problems.append((name, f"unknown DeepSpeed launcher flag {name}"))
-            takes_value = True if options is None else options.get(name, True)
-            if takes_value and not has_value and i + 1 < len(tokens):
-                value = tokens[i + 1]
-                i += 1
-            values[name] = value
-            i += 1
-            continue
-        if not is_module:
-            return None
-        gpus, nodes = values.get("--num_gpus", ""), values.get("--num_nodes", "1")
-        world = int(gpus) * int(nodes) if gpus.isdigit() and nodes.isdigit() else None
-        return token, tokens[i + 1 :], world
-    return None
+            value = tokens[i]
+        values[name] = value
+        i += 1
+    if "--module" not in values or i >= len(tokens):
+        return None
+    gpus, nodes = values.get("--num_gpus") or "", values.get("--num_nodes") or "1"
+    world = int(gpus) * int(nodes) if gpus.isdigit() and nodes.isdigit() else None
+    return tokens[i], tokens[i + 1 :], world

@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from openrlhf_act.recipe_check.dry_run import option
+
 # OpenRLHF modules its main blocks import that are pure (stdlib only), so they run for real.
 _PURE_OPENRLHF_MODULES = frozenset({"openrlhf.utils.config"})
 
@@ -105,7 +107,7 @@ def _prescan(parser: argparse.ArgumentParser, argv: list[str], run: MainRun) -> 
             kept.append(token)
             i += 1
             continue
-        name, has_value, _ = token.partition("=")
+        name, value = option(token)
         action = options.get(name)
         if action is None and name.startswith("--"):
             matches = [o for o in options if o.startswith(name)]
@@ -119,11 +121,11 @@ def _prescan(parser: argparse.ArgumentParser, argv: list[str], run: MainRun) -> 
         i += 1
         if action is None:
             run.unknown.append(name)
-            while not has_value and i < len(argv) and not _is_flag(argv[i], parser):
+            while value is None and i < len(argv) and not _is_flag(argv[i], parser):
                 i += 1
             continue
         kept.append(token)
-        if action.nargs == 0 and not has_value and i < len(argv) and not _is_flag(argv[i], parser):
+        if action.nargs == 0 and value is None and i < len(argv) and not _is_flag(argv[i], parser):
             run.stray.append((name, argv[i]))
             i += 1
     return kept

@@ -1,6 +1,7 @@
 """Static checks of what OpenRLHF and DeepSpeed only find once the models are loaded: reward and
 agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split, the Ray
-runtime environment and the data-kind flags of ``openrlhf_act.data_kinds.DATA_KINDS``."""
+runtime environment, the ``--data.*`` options against the recipe's data kind
+(``openrlhf_act.data_kinds.DATA_KINDS``) and, with ``--check-data``, against the data files."""
 
 from __future__ import annotations
 
@@ -10,25 +11,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from openrlhf_act.recipe_check.commands import Command
 from openrlhf_act.recipe_check.findings import CommandCheck
-from openrlhf_act.recipe_check.launchers import Launch
 from openrlhf_act.recipe_check.openrlhf_main import OpenRLHFMain
 
 # Where each OpenRLHF program reads datasets: (section, dataset attr, split attr, probabilities attr).
+_SUPERVISED_DATA = (("data", "dataset", "dataset_split", "dataset_probs"), ("eval", "dataset", "split", None))
 _DATASET_ARGS = {
-    "openrlhf.cli.train_ppo_ray": (
-        ("data", "prompt_dataset", "prompt_split", "prompt_probs"),
-        ("eval", "dataset", "split", None),
-    ),
-    "openrlhf.cli.train_sft": (
-        ("data", "dataset", "dataset_split", "dataset_probs"),
-        ("eval", "dataset", "split", None),
-    ),
-    "openrlhf.cli.train_dpo": (
-        ("data", "dataset", "dataset_split", "dataset_probs"),
-        ("eval", "dataset", "split", None),
-    ),
+    "openrlhf.cli.train_ppo_ray": (("data", "prompt_dataset", "prompt_split", "prompt_probs"), _SUPERVISED_DATA[1]),
+    "openrlhf.cli.train_sft": _SUPERVISED_DATA,
+    "openrlhf.cli.train_dpo": _SUPERVISED_DATA,
 }
 _LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow")
 
@@ -39,8 +30,9 @@ def _get(args: Any, dotted: str) -> Any:
     return args
 
 
-def check_semantics(check: CommandCheck, launch: Launch, main: OpenRLHFMain, args: Any) -> None:
+def check_semantics(check: CommandCheck, main: OpenRLHFMain, args: Any) -> None:
     """What OpenRLHF only finds after loading models: files, blends, splits, GPU layout, runtime env."""
+    launch = check.launch
     working_dir = (launch.runtime_env or {}).get("working_dir")
     for url in _get(args, "reward.remote_url") or []:
         if url == "agent" or url.startswith(("http://", "https://")):
@@ -72,7 +64,7 @@ def check_semantics(check: CommandCheck, launch: Launch, main: OpenRLHFMain, arg
         world, micro = launch.world_size, _get(args, "train.micro_batch_size")
     if world and micro:
         _check_batch_split(check, args, world, micro)
-    _check_runtime_env(check, launch, main)
+    _check_runtime_env(check, main)
 
 
 def _check_batch_split(check: CommandCheck, args: Any, world: int, micro: int) -> None:
@@ -132,11 +124,11 @@ def _check_colocation(check: CommandCheck, args: Any) -> None:
         )
 
 
-def _check_runtime_env(check: CommandCheck, launch: Launch, main: OpenRLHFMain) -> None:
+def _check_runtime_env(check: CommandCheck, main: OpenRLHFMain) -> None:
     from openrlhf_act.rewards.config import config_from_env
     from openrlhf_act.rewards.routing import DEFAULT_ENV
 
-    env = launch.runtime_env
+    launch, env = check.launch, check.launch.runtime_env
     if env is None:
         return
     where = "--runtime-env-json" if launch.launcher.startswith("ray job") else "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -163,34 +155,28 @@ def _check_runtime_env(check: CommandCheck, launch: Launch, main: OpenRLHFMain) 
             check.add("error", f"runtime env py_modules entry {module}: no such path", where)
 
 
-def check_data_kind(check: CommandCheck, command: Command, launch: Launch) -> None:
-    """The recipe's `# data-kind:` must match openrlhf_act.data_kinds.DATA_KINDS (module and flags)."""
-    if not command.data_kind:
-        return
+def check_data_kind(check: CommandCheck, args: Any) -> None:
+    """The recipe's data kind (its ``# data-kind:`` note) decides the program and the ``--data.*`` options."""
     from openrlhf_act.data_kinds import DATA_KINDS
 
-    kind = DATA_KINDS.get(command.data_kind)
-    if kind is None:
-        check.add(
-            "error", f"data kind {command.data_kind!r} is not in openrlhf_act.data_kinds.DATA_KINDS", launch.module
-        )
+    name, module = check.command.data_kind, check.launch.module
+    if not name:
         return
-    if kind.openrlhf_module != launch.module:
-        check.add("error", f"{kind.name} rows are read by {kind.openrlhf_module}, not {launch.module}", launch.module)
-    for flag in kind.flags:
-        words = flag.split()
-        if not _contains(launch.args, words):
-            check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.data_kinds.DATA_KINDS)", launch.module)
+    kind = DATA_KINDS.get(name)
+    if kind is None:
+        check.add("error", f"data kind {name!r} is not in openrlhf_act.data_kinds.DATA_KINDS", module)
+        return
+    if kind.openrlhf_module != module:
+        check.add("error", f"{kind.name} rows are read by {kind.openrlhf_module}, not {module}", module)
+    for (option, value), flag in zip(kind.expected_args().items(), kind.flags):
+        if _get(args, option) != value:
+            check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.data_kinds.DATA_KINDS)", flag.split()[0])
 
 
-def _contains(args: list[str], words: list[str]) -> bool:
-    n = len(words)
-    return any(args[i : i + n] == words for i in range(len(args) - n + 1))
-
-
-def check_datasets(check: CommandCheck, launch: Launch, args: Any) -> None:
+def check_datasets(check: CommandCheck, args: Any) -> None:
     """--check-data: local dataset files exist, carry the columns the flags name, blend, and hold no
     prompt longer than the recipe's prompt limit."""
+    launch = check.launch
     keys = _column_flags(launch.module, args)
     for section, data_attr, _, _ in _DATASET_ARGS.get(launch.module, ()):
         flag = f"--{section}.{data_attr}"
@@ -257,12 +243,13 @@ def _prompt_limit(module: str, args: Any) -> tuple[int, str] | None:
 
 
 def _column_flags(module: str, args: Any) -> dict[str, str]:
-    if module == "openrlhf.cli.train_dpo":
-        names = ("prompt_key", "chosen_key", "rejected_key")
-    elif module == "openrlhf.cli.train_sft":
-        names = ("input_key",) if _get(args, "data.multiturn") else ("input_key", "output_key")
-    else:
-        names = ("input_key", "label_key")
+    """The ``--data.*_key`` options the program reads rows through (those our data kinds for it name),
+    with the columns the command gives them."""
+    from openrlhf_act.data_kinds import DATA_KINDS
+
+    multiturn = bool(_get(args, "data.multiturn"))
+    kinds = [k for k in DATA_KINDS.values() if k.openrlhf_module == module and k.multiturn == multiturn]
+    names = dict.fromkeys(option for kind in kinds for option, _ in kind.columns)
     columns = {f"--data.{n}": _get(args, f"data.{n}") for n in names}
     return {flag: col for flag, col in columns.items() if col}
 

@@ -15,35 +15,30 @@ with ``answer`` and ``candidates``) stays with the user's reward.
 
 Every sample logs ``route_act``, ``route_next_action`` and ``route_user`` (0/1), ``user_reward`` and
 ``user_error`` (1 when the user's reward failed and the sample got 0), plus our rewards' keys prefixed
-``act_`` / ``na_``. Per-route averages are the prefixed mean divided by the route mean.
+``act_`` / ``na_``. Per-route averages are the prefixed mean divided by the route mean. Calling the
+user's reward is :mod:`openrlhf_act.rewards.user_reward`'s job.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import math
 import os
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
-from itertools import cycle
+from collections.abc import Sequence
 from typing import Any
 
 from openrlhf_act.rewards import judgment, next_action
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.batch import score_batch
 from openrlhf_act.rewards.config import RewardConfig
+from openrlhf_act.rewards.user_reward import UserReward, ask_user_reward, load_user_reward
 from openrlhf_act.schema import JUDGMENT_KIND, NEXT_ACTION_KIND
 
 NAME = "routing"
 DEFAULT_ENV = "OPENRLHF_ACT_ROUTE_DEFAULT"
 USER_KEYS_ENV = "OPENRLHF_ACT_ROUTE_LOG_KEYS"
-HTTP_TIMEOUT_S = 180
-HTTP_TRIES = 5
+USER_PREFIX = "user_"
 USER_FAILURE_REWARD = 0.0
 
 logger = logging.getLogger("openrlhf_act.rewards")
@@ -61,13 +56,11 @@ BASE_LOG_KEYS = (
     *("na_" + k for k in next_action.LOG_KEYS),
 )
 
-UserReward = Callable[[list[Any], list[Any], list[Any]], dict[str, Any]]
-
 
 def user_log_keys(environ: dict[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if environ is None else environ
     raw = env.get(USER_KEYS_ENV, "")
-    return tuple("user_" + k.strip() for k in raw.split(",") if k.strip())
+    return tuple(USER_PREFIX + k.strip() for k in raw.split(",") if k.strip())
 
 
 def log_keys(environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -89,58 +82,6 @@ def route_kind(label: Any) -> str | None:
     return kind if kind in _OURS else None
 
 
-def load_user_reward(target: str) -> UserReward:
-    """A callable for the user's reward file or URL(s); raises ``ValueError`` when unusable."""
-    target = target.strip()
-    if target.startswith(("http://", "https://")):
-        return _http_reward([u.strip() for u in target.split(",") if u.strip()])
-    if not target.endswith(".py") or not os.path.isfile(target):
-        raise ValueError(f"{DEFAULT_ENV}={target!r} is neither an existing .py reward file nor an http(s) URL")
-    spec = importlib.util.spec_from_file_location("user_reward_func", target)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "reward_func", None)):
-        raise ValueError(f"{target} defines no reward_func(queries, prompts, labels)")
-    return module.reward_func
-
-
-def _http_reward(urls: list[str]) -> UserReward:
-    """OpenRLHF's remote-RM protocol: POST query/prompts/labels, URLs taken in turn, a few tries."""
-    rotation = cycle(urls)
-    lock = threading.Lock()
-
-    def call(queries, prompts, labels):
-        with lock:
-            url = next(rotation)
-        body = json.dumps({"query": queries, "prompts": prompts, "labels": labels}).encode()
-        last: Exception | None = None
-        for attempt in range(HTTP_TRIES):
-            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-                    return json.loads(response.read())
-            except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
-                last = exc
-                time.sleep(min(2**attempt, 8) * 0.25)
-        raise RuntimeError(f"user reward at {url} failed {HTTP_TRIES} times: {last}")
-
-    return call
-
-
-def _number(value: Any, index: int) -> float:
-    """Pick element ``index`` from a scalar, list or tensor-like value; it must be finite."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        value = value[index] if len(value) > index else value[0]
-        if isinstance(value, (list, tuple)):
-            value = value[0]
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"not a finite number: {value!r}")
-    return number
-
-
 class Router:
     """Dispatch by label kind; the user's reward is loaded lazily, once (a failed load is not retried)."""
 
@@ -148,6 +89,7 @@ class Router:
         self.default_target = default_target
         self.user_keys = tuple(user_keys)
         self.keys = BASE_LOG_KEYS + self.user_keys
+        self._asked = tuple(key.removeprefix(USER_PREFIX) for key in self.user_keys)
         self._user: UserReward | None = None
         self._load_error: Exception | None = None
         self._lock = threading.Lock()
@@ -167,7 +109,7 @@ class Router:
                     self._user = load_user_reward(self.default_target)
                 except Exception as exc:
                     self._load_error = exc
-                    logger.error("openrlhf-act routing: cannot load the user's reward: %s", exc)
+                    logger.error("openrlhf-act routing: cannot load the user's reward (%s): %s", DEFAULT_ENV, exc)
                     raise
             return self._user
 
@@ -191,24 +133,17 @@ class Router:
 
     def _score_user(self, query: Any, prompt: Any, label: Any, logs: dict[str, float]) -> RewardResult:
         logs["route_user"] = 1.0
-        user_logs: dict[str, float] = {}
         try:
-            answer = self._user_reward()([query], [prompt], [label])
-            reward = _number(answer["rewards"], 0)
-            score = answer.get("scores")
-            score = reward if score is None else _number(score, 0)
-            for key, value in (answer.get("extra_logs") or {}).items():
-                if "user_" + key in logs:
-                    user_logs["user_" + key] = _number(value, 0)
+            answer = ask_user_reward(self._user_reward(), query, prompt, label, self._asked)
         except Exception as exc:  # never raise into OpenRLHF
             STATS.add(f"{NAME}.user_reward_error")
             if self._load_error is None:
                 logger.warning("openrlhf-act routing: the user's reward failed (%s); reward 0", exc)
             logs["user_error"] = 1.0
             return RewardResult(USER_FAILURE_REWARD, 0.0, logs)
-        logs.update(user_logs)
-        logs["user_reward"] = reward
-        return RewardResult(reward, score, logs)
+        logs.update({USER_PREFIX + key: value for key, value in answer.logs.items()})
+        logs["user_reward"] = answer.reward
+        return RewardResult(answer.reward, answer.score, logs)
 
 
 _router: Router | None = None

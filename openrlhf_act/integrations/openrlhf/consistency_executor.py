@@ -17,13 +17,12 @@ import asyncio
 import logging
 import math
 import os
-from dataclasses import replace
 from typing import Any
 
 from openrlhf.utils.agent import AgentExecutorBase, SingleTurnAgentExecutor
 
 from openrlhf_act.errors import DataError
-from openrlhf_act.prompts import candidate_lines
+from openrlhf_act.prompts import reverse_candidates
 from openrlhf_act.rewards.base import STATS, RewardResult
 from openrlhf_act.rewards.catalog import get_reward
 from openrlhf_act.rewards.config import RewardConfig, config_from_env
@@ -53,20 +52,18 @@ def bonus_from_env(environ: dict[str, str] | None = None) -> float:
 
 
 def swap_candidates(prompt: str, label: Any) -> tuple[str, str] | None:
-    """The prompt with its two candidates swapped, and the matching label; ``None`` when the label
-    is unusable, has other than two candidates, or the candidate lines are not found exactly once."""
+    """The prompt with its two candidates swapped, and the matching label, as OpenRLHF hands them over
+    (:func:`openrlhf_act.prompts.reverse_candidates` on a raw label); ``None`` when the label is
+    unusable, has other than two candidates, or the swap is not possible."""
     try:
         decoded = decode_judgment_label(label)
     except DataError:
         return None
-    if len(decoded.candidates) != 2:
+    swapped = reverse_candidates(prompt, decoded) if len(decoded.candidates) == 2 else None
+    if swapped is None:
         return None
-    swapped = replace(decoded, candidates=decoded.candidates[::-1], answer=3 - decoded.answer)
-    block = "\n" + candidate_lines(decoded.candidates) + "\n"
-    swapped_block = "\n" + candidate_lines(swapped.candidates) + "\n"
-    if block == swapped_block or prompt.count(block) != 1:
-        return None
-    return prompt.replace(block, swapped_block), encode_label(swapped)
+    swapped_prompt, swapped_label = swapped
+    return swapped_prompt, encode_label(swapped_label)
 
 
 def combine(main: RewardResult, swapped: RewardResult | None, bonus: float) -> tuple[float, float, dict[str, float]]:

@@ -1,5 +1,6 @@
-"""The commands a recipe prints under ``DRY_RUN=1``, one shell-quoted line each, with the
-``# recipe:`` and ``# data-kind:`` notes that say where they come from."""
+"""What a recipe prints under ``DRY_RUN=1``: one shell-quoted command per line, after the ``# recipe:``
+and ``# data-kind:`` notes that say where it comes from. Also the one place that splits a command's
+words: ``NAME=value`` assignments and ``--option=value`` tokens."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import shlex
 from dataclasses import dataclass
 
 _NOTE_RE = re.compile(r"^#\s*(recipe|data-kind):\s*(\S+)")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def assignment(word: str) -> tuple[str, str] | None:
+    """``NAME=value`` (a shell variable assignment) -> (NAME, value); any other word -> None."""
+    name, sep, value = word.partition("=")
+    return (name, value) if sep and _NAME_RE.match(name) else None
+
+
+def option(token: str) -> tuple[str, str | None]:
+    """``--name=value`` -> (--name, value); ``--name`` -> (--name, None)."""
+    name, sep, value = token.partition("=")
+    return name, value if sep else None
 
 
 @dataclass
