@@ -331,10 +331,15 @@ class FittedConfig:
         )
 
 
+def agent_prompt_fits(budget: PromptBudget, states: Sequence[State]) -> list[Fitted | None]:
+    """The agent prompt of each state within ``budget``, None where it cannot fit (counted): the one
+    fitting of the data's agent prompts and of the prompts ``eval episodes`` shows the policy."""
+    return budget.fit_all([(state, agent_frame(state.env)) for state in states])
+
+
 def fit_agent_prompts(budget: PromptBudget, states: Sequence[State]) -> list[Fitted]:
     """Agent prompts (sampling, IL, RL, DPO) within ``budget``; states that cannot fit are dropped."""
-    fits = budget.fit_all([(state, agent_frame(state.env)) for state in states])
-    return [fit for fit in fits if fit is not None]
+    return [fit for fit in agent_prompt_fits(budget, states) if fit is not None]
 
 
 def prompt_manifest(budgets: dict[str, PromptBudget]) -> dict[str, Any]:

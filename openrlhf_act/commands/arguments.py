@@ -1,7 +1,8 @@
-"""Option values shared by the command groups: ``KEY=VALUE`` options and id lists."""
+"""Option values shared by the command groups: ``KEY=VALUE`` options, id lists, the prompt budget."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -34,3 +35,24 @@ def parse_ids(spec: str | None) -> list[int] | None:
         except ValueError:
             raise UsageError(f"bad variation list {spec!r}: use numbers and ranges like 0-9,12") from None
     return ids
+
+
+def prompt_budget_options(
+    parser: argparse.ArgumentParser, *, limit: int | None, limit_default: str, tokenizer_default: str, over: str
+) -> None:
+    """``--max-prompt-tokens`` and ``--tokenizer``, one definition for every command whose prompts are
+    fitted to a budget (``data build``, ``data export``, ``eval episodes``: one budget, one meaning).
+    ``limit``: the default limit; ``over``: what becomes of a prompt that cannot fit."""
+    group = parser.add_argument_group("prompt budget")
+    group.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=limit,
+        help="no prompt is longer: the oldest history turns go first, then the current observation is clipped; "
+        f"{over} ({limit_default})",
+    )
+    group.add_argument(
+        "--tokenizer",
+        default=None,
+        help=f"count prompt tokens with this tokenizer's chat template ({tokenizer_default})",
+    )

@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from openrlhf_act.commands.arguments import parse_options
+from openrlhf_act.commands.arguments import parse_options, prompt_budget_options
 from openrlhf_act.errors import UsageError
 
 HELP = "build ACT contrast data (the main job), collect expert trajectories, export data for other stages"
@@ -160,24 +160,18 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
 def _prompt_options(parser: argparse.ArgumentParser, *, for_build: bool) -> None:
     from openrlhf_act.prompt_budget import DEFAULT_MAX_PROMPT_TOKENS
 
-    group = parser.add_argument_group("prompt budget")
     if for_build:
         limit_default = f"default {DEFAULT_MAX_PROMPT_TOKENS}, the recipes' PROMPT_MAX_LEN"
         tokenizer_default = "default: --model when it is a local directory, else a conservative estimate"
     else:
         limit_default = f"default: the build's with --build, else {DEFAULT_MAX_PROMPT_TOKENS}"
         tokenizer_default = "default: the build's with --build, else a conservative estimate"
-    group.add_argument(
-        "--max-prompt-tokens",
-        type=int,
-        default=DEFAULT_MAX_PROMPT_TOKENS if for_build else None,
-        help="no prompt is longer: the oldest history turns go first, then the current observation is clipped; "
-        f"rows whose task and candidates alone do not fit are dropped and counted ({limit_default})",
-    )
-    group.add_argument(
-        "--tokenizer",
-        default=None,
-        help=f"count prompt tokens with this tokenizer's chat template ({tokenizer_default})",
+    prompt_budget_options(
+        parser,
+        limit=DEFAULT_MAX_PROMPT_TOKENS if for_build else None,
+        limit_default=limit_default,
+        tokenizer_default=tokenizer_default,
+        over="rows whose task and candidates alone do not fit are dropped and counted",
     )
 
 

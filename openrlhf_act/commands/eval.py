@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from openrlhf_act.commands.arguments import parse_ids, parse_options
+from openrlhf_act.commands.arguments import parse_ids, parse_options, prompt_budget_options
 from openrlhf_act.errors import UsageError
 
 HELP = "evaluate agents: live episodes, next-action and judgment accuracy, reports against the paper"
@@ -51,6 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     episodes.add_argument("--retries", type=int, default=1, help="retries of an episode whose environment failed")
     episodes.add_argument("--window", type=int, default=8, help="history turns in the prompt (as in the data)")
     episodes.add_argument("--max-state-tokens", type=int, default=4096, help="state token budget (as in the data)")
+    prompt_budget_options(
+        episodes,
+        limit=None,
+        limit_default="default: no limit; give the limit the training data was built or exported with, and its "
+        "--tokenizer, so the policy sees the prompts it was trained on",
+        tokenizer_default="default: a conservative estimate, as the data's without --tokenizer",
+        over="a step whose task and instruction alone do not fit ends its episode with status prompt_over_budget",
+    )
     _env_option(episodes)
     _policy_options(episodes)
     episodes.set_defaults(func=run_episodes)
@@ -192,6 +200,8 @@ def run_episodes(args: argparse.Namespace) -> int:
                 retries=args.retries,
                 seed=args.seed,
                 progress=not args.no_progress,
+                max_prompt_tokens=args.max_prompt_tokens,
+                tokenizer=args.tokenizer,
             )
             runner.run()
         finally:

@@ -10,6 +10,13 @@ waiting for an action, then dispatches the actions to their workers.
 A reply with no recognisable action is not sent to the environment: the turn counts against the
 step limit, is recorded as unparseable, and the agent is told so as its next observation.
 
+With a prompt budget (``max_prompt_tokens``, ``tokenizer``: ``--max-prompt-tokens`` / ``--tokenizer``
+as in ``data build`` and ``data export``) every step's prompt is fitted exactly as the data's agent
+prompts are (:func:`openrlhf_act.prompt_budget.agent_prompt_fits`: oldest turns first, then the
+observation clipped), so a model trained on fitted rows is evaluated on the same text. A step whose
+prompt cannot fit even so ends its episode with status ``prompt_over_budget`` (a final outcome,
+not retried on resume; counted in the summary and, never averaged in, among its errors).
+
 The run directory holds ``run.json`` (what was run), ``episodes.jsonl`` (one record per finished
 episode with its whole transcript, appended and fsynced as it finishes), ``summary.json`` and
 ``summary.md``. Running again into the same directory skips finished episodes; an episode whose
@@ -33,17 +40,21 @@ from openrlhf_act.envs.base import EnvStep, EnvTask, normalized_score
 from openrlhf_act.envs.registry import episode_key, preflight
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.policies import Policy, stable_seed
-from openrlhf_act.eval.summary import summarize_episodes, summary_markdown, write_summary
+from openrlhf_act.eval.summary import OVER_BUDGET, summarize_episodes, summary_markdown, write_summary
 from openrlhf_act.eval.workers import START, STEP, EnvWorker, Started, WorkerFailed, WorkerPool
 from openrlhf_act.files import RecordLog, open_run_dir, read_jsonl
-from openrlhf_act.prompts import NO_ACTION_FEEDBACK, agent_messages
+from openrlhf_act.prompt_budget import PromptBudget, agent_prompt_fits
+from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, NO_ACTION_FEEDBACK, agent_messages
 from openrlhf_act.sampling import SampleRequest
+from openrlhf_act.schema import State
 from openrlhf_act.states import StateConfig, make_state
 
 logger = logging.getLogger(__name__)
 
 EPISODES_FILE = "episodes.jsonl"
 NO_ACTION = "[no action]"
+OK = "ok"
+FINAL = (OK, OVER_BUDGET)  # outcomes a resumed run keeps (an "error" is played again)
 
 
 @dataclass
@@ -92,6 +103,7 @@ class RunStats:
     errors: int = 0
     retries: int = 0
     worker_restarts: int = 0
+    over_budget: int = 0
     seconds: float = 0.0
 
 
@@ -115,10 +127,13 @@ class EpisodeRunner:
         seed: int = 0,
         progress: bool = True,
         pool: WorkerPool | None = None,
+        max_prompt_tokens: int | None = None,
+        tokenizer: str | None = None,
     ):
         """``pool``: play in these already-running workers (``workers`` and, unless given,
         ``env_options`` are then the pool's) and leave them running; by default the run starts its
-        own workers and closes them at the end."""
+        own workers and closes them at the end. ``max_prompt_tokens``: fit every prompt to this
+        budget, counting with ``tokenizer`` (loaded now) or the estimate, as the data's rows are."""
         if pool is not None:
             env_options = pool.options if env_options is None else env_options
             if (pool.env_name, pool.options) != (env_name, dict(env_options)):
@@ -131,6 +146,10 @@ class EpisodeRunner:
             raise UsageError(f"workers must be >= 1, got {workers}")
         if max_steps is not None and max_steps < 1:
             raise UsageError(f"max steps must be >= 1, got {max_steps}")
+        if tokenizer and max_prompt_tokens is None:
+            raise UsageError("--tokenizer counts tokens for a prompt budget: pass --max-prompt-tokens too")
+        if max_prompt_tokens is not None and max_prompt_tokens <= 0:
+            raise UsageError(f"--max-prompt-tokens must be positive, got {max_prompt_tokens}")
         self.env_name = env_name
         self.tasks = list(tasks)
         self.policy = policy
@@ -139,6 +158,16 @@ class EpisodeRunner:
         self.env_options = dict(env_options or {})
         self.max_steps = max_steps
         self.state_config = state_config or StateConfig()
+        self.max_prompt_tokens = max_prompt_tokens
+        self.tokenizer = tokenizer or None
+        self.budget: PromptBudget | None = None
+        if max_prompt_tokens is not None:
+            self.budget = PromptBudget.load(
+                max_prompt_tokens,
+                self.tokenizer,
+                chars_per_token=self.state_config.chars_per_token,
+                max_admissible=DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+            )
         self.step_timeout = step_timeout
         # An episode start may include a JVM boot and a game compile on a busy machine.
         self.start_timeout = start_timeout or max(step_timeout, 300.0)
@@ -158,6 +187,8 @@ class EpisodeRunner:
             "env_options": self.env_options,
             "max_steps": self.max_steps,
             "state": asdict(self.state_config),
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "tokenizer": self.tokenizer,
             "seed": self.seed,
             "version": __version__,
         }
@@ -173,7 +204,7 @@ class EpisodeRunner:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         config = self._check_config()
         records_path = self.out_dir / EPISODES_FILE
-        finished = {r["episode"] for r in read_jsonl(records_path, log=True) if r.get("status") == "ok"}
+        finished = {r["episode"] for r in read_jsonl(records_path, log=True) if r.get("status") in FINAL}
         keys = [episode_key(t) for t in self.tasks]
         todo = [EvalEpisode(t, k) for t, k in zip(self.tasks, keys) if k not in finished]
         if len(todo) < len(keys):
@@ -185,8 +216,11 @@ class EpisodeRunner:
             if todo:
                 self._play(todo, log, done_before=len(keys) - len(todo), total=len(keys))
         self.stats.seconds = time.monotonic() - start
-        summary = summarize_episodes(read_jsonl(records_path, log=True), config=config, keys=keys)
+        records = list(read_jsonl(records_path, log=True))
+        summary = summarize_episodes(records, config=config, keys=keys)
         summary["last_invocation"] = asdict(self.stats)
+        if self.budget is not None:
+            summary["last_invocation"]["prompt_tokens"] = self.budget.report()
         write_summary(self.out_dir, summary, summary_markdown(summary))
         return summary
 
@@ -290,21 +324,29 @@ class EpisodeRunner:
         episode.score = step.score
         episode.won = step.won
 
-    def _request(self, episode: EvalEpisode) -> SampleRequest:
-        step = len(episode.transcript)
-        state = make_state(
+    def _state(self, episode: EvalEpisode) -> State:
+        return make_state(
             task_id=episode.task.task_id,
             env=episode.task.env,
             task=episode.description,
             turns=episode.turns,
             observation=episode.observation,
-            step=step,
+            step=len(episode.transcript),
             admissible=episode.admissible,
             config=self.state_config,
         )
-        messages = agent_messages(state)
+
+    def _prompts(self, states: list[State]) -> list[tuple[list[dict[str, str]], int | None] | None]:
+        """Each state's agent prompt and, with a budget, its token count: as the data renders it
+        (fitted to the budget as the data's rows are); None where it cannot fit."""
+        if self.budget is None:
+            return [(agent_messages(state), None) for state in states]
+        fits = agent_prompt_fits(self.budget, states)
+        return [None if fit is None else (fit.messages, fit.tokens) for fit in fits]
+
+    def _request(self, episode: EvalEpisode, messages: list[dict[str, str]]) -> SampleRequest:
         episode.prompt = messages[-1]["content"]
-        key = f"{episode.key}#{step}"
+        key = f"{episode.key}#{len(episode.transcript)}"
         return SampleRequest(
             key=key,
             messages=messages,
@@ -315,10 +357,22 @@ class EpisodeRunner:
         )
 
     def _act(self, ready: list[Slot], queue: deque[EvalEpisode], log: RecordLog) -> None:
-        requests = [self._request(s.episode) for s in ready]  # type: ignore[arg-type]
+        prompts = self._prompts([self._state(s.episode) for s in ready])  # type: ignore[arg-type]
+        asked: list[Slot] = []
+        requests: list[SampleRequest] = []
+        tokens: list[int | None] = []
+        for slot, prompt in zip(ready, prompts):
+            if prompt is None:
+                self._over_budget(slot, log)
+                continue
+            asked.append(slot)
+            requests.append(self._request(slot.episode, prompt[0]))  # type: ignore[arg-type]
+            tokens.append(prompt[1])
+        if not requests:
+            return
         responses = self.policy.respond(requests)
         self.stats.policy_calls += 1
-        for slot, completion in zip(ready, responses):
+        for slot, completion, prompt_tokens in zip(asked, responses, tokens):
             episode = slot.episode
             assert episode is not None
             action, reason = read_action(
@@ -327,6 +381,7 @@ class EpisodeRunner:
             entry = {
                 "step": len(episode.transcript),
                 "prompt": episode.prompt,
+                **({} if prompt_tokens is None else {"prompt_tokens": prompt_tokens}),
                 "response": completion.text,
                 "finish_reason": completion.finish_reason,
                 "action": action,
@@ -351,7 +406,7 @@ class EpisodeRunner:
     # ---- outcomes -----------------------------------------------------------------------------
     def _record(self, episode: EvalEpisode, status: str, error: str | None = None) -> dict[str, Any]:
         task = episode.task
-        normalized = normalized_score(episode.score, episode.score_scale) if status == "ok" else 0.0
+        normalized = normalized_score(episode.score, episode.score_scale) if status == OK else 0.0
         return {
             "episode": episode.key,
             "status": status,
@@ -366,7 +421,7 @@ class EpisodeRunner:
             "task_description": episode.description,
             "score": episode.score,
             "normalized_score": normalized,
-            "won": bool(episode.won) and status == "ok",
+            "won": bool(episode.won) and status == OK,
             "env_done": episode.env_done,
             "steps": len(episode.transcript),
             "invalid_actions": episode.invalid,
@@ -375,13 +430,26 @@ class EpisodeRunner:
             "transcript": episode.transcript,
         }
 
-    def _finish(self, slot: Slot, log: RecordLog) -> None:
+    def _finish(self, slot: Slot, log: RecordLog, status: str = OK, error: str | None = None) -> None:
         episode = slot.episode
         assert episode is not None
         slot.episode = None
-        log.append(self._record(episode, "ok"))
+        log.append(self._record(episode, status, error))
         self.stats.episodes += 1
         self._bar.update(1)
+
+    def _over_budget(self, slot: Slot, log: RecordLog) -> None:
+        """The step's prompt cannot fit the budget even with no history and the observation clipped."""
+        episode = slot.episode
+        assert episode is not None and self.budget is not None
+        step = len(episode.transcript)
+        logger.warning("episode %s ends at step %d: its prompt cannot fit the budget", episode.key, step)
+        error = (
+            f"step {step}: the prompt cannot fit --max-prompt-tokens {self.max_prompt_tokens} "
+            f"({self.budget.counter.name}) even with no history and the observation clipped"
+        )
+        self.stats.over_budget += 1
+        self._finish(slot, log, OVER_BUDGET, error)
 
     def _failed(self, slot: Slot, error: str, queue: deque[EvalEpisode], log: RecordLog, *, hung: bool = False) -> None:
         """The episode's environment failed: replace a dead or hung worker, retry or record the error."""

@@ -34,6 +34,9 @@ def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None
     return [latest[k] for k in keys if k in latest]
 
 
+OVER_BUDGET = "prompt_over_budget"  # an episode's status: a step's prompt could not fit --max-prompt-tokens
+
+
 def _episode_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Success rate, normalized score, steps and bad actions per step of finished episodes; errors counted."""
     done = [r for r in records if r.get("status") == "ok"]
@@ -73,7 +76,7 @@ def summarize_episodes(
             "macro": {k: _macro(per_task, k) for k in ("success_rate", "mean_score")},
             "tasks": per_task,
         }
-    return {
+    summary = {
         "kind": "episodes",
         "env": config.get("env"),
         "policy": config.get("policy"),
@@ -81,6 +84,10 @@ def summarize_episodes(
         "errors": sum(r.get("status") != "ok" for r in chosen),
         "splits": splits,
     }
+    if config.get("max_prompt_tokens") is not None:
+        summary["max_prompt_tokens"] = config["max_prompt_tokens"]
+        summary["prompt_over_budget"] = sum(r.get("status") == OVER_BUDGET for r in chosen)
+    return summary
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -108,8 +115,17 @@ def write_summary(out_dir: Path, summary: dict[str, Any], markdown: str) -> None
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as Markdown tables, one per split."""
     lines = [title(f"{summary.get('env')} episodes", summary.get("policy")), ""]
-    if summary.get("errors"):
-        lines += [f"**{summary['errors']} episode(s) ended in an environment error** (see episodes.jsonl).", ""]
+    over_budget = summary.get("prompt_over_budget", 0)
+    if summary.get("errors", 0) > over_budget:
+        env_errors = summary["errors"] - over_budget
+        lines += [f"**{env_errors} episode(s) ended in an environment error** (see episodes.jsonl).", ""]
+    if over_budget:
+        lines += [
+            f"**{over_budget} episode(s) ended at a step whose prompt could not fit --max-prompt-tokens "
+            f"{summary.get('max_prompt_tokens')}** "
+            "(status prompt_over_budget in episodes.jsonl).",
+            "",
+        ]
     for split, figures in summary["splits"].items():
         micro, macro = figures["micro"], figures["macro"]
         lines += [
