@@ -1,7 +1,7 @@
 """Episode throughput of ``eval episodes`` and how many policy calls it makes.
 
 * Throughput, steady state (the target): the ``expert`` policy plays fast ScienceWorld test episodes
-  (``FAST_TASKS``) through a :class:`~openrlhf_act.eval.workers.WorkerPool` of 1 and one of 2 workers.
+  (``FAST_TASKS``) through a :class:`~openrlhf_act.envs.pool.WorkerPool` of 1 and one of 2 workers.
   Both pools are first warmed by the same number of train episodes per worker (a ScienceWorld JVM
   compiles the Scala simulator for its first few hundred episodes, with its C2 JIT threads on the
   other core), then measured runs alternate between them; the figure is the median of the rounds'
@@ -73,8 +73,8 @@ def _through(pool, tasks) -> float:
 
 def _steady(warm, tasks, warm_runs: int, rounds: int) -> tuple[list[float], list[float]]:
     """Episodes/s of 1 and of 2 warmed workers, measured in alternating rounds."""
+    from openrlhf_act.envs.pool import WorkerPool
     from openrlhf_act.envs.registry import expert_options
-    from openrlhf_act.eval.workers import WorkerPool
 
     options = expert_options("scienceworld")
     with WorkerPool("scienceworld", options, 1) as one, WorkerPool("scienceworld", options, 2) as two:

@@ -4,7 +4,11 @@ Outputs in the build directory: ``train.jsonl`` and ``eval.jsonl`` (contrast pro
 contract), ``pairs.jsonl`` (the pairs behind them, for the DPO and SFT-on-choice exports) and
 ``manifest.json`` (counts, drop reasons, seed, full config, input hashes, package version). All of
 them are written to temporary files first and renamed only once everything succeeded; the manifest
-goes last. Same seed and inputs give byte-identical outputs.
+goes last. Same seed and inputs give byte-identical outputs (the manifest's verification seconds aside).
+
+With ``verify_alternatives`` every pair's alternatives are played in the environment
+(:mod:`data_tools.verify`): the verdicts go into the labels and the manifest, and ``drop_unverified``
+drops the pairs an alternative is as good as the expert's action in (and those it could not verify).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from data_tools.alternatives import AlternativeConfig, AlternativeStats, sample_
 from data_tools.cache import SampleCache
 from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
 from data_tools.splits import eval_groups, split_of
+from data_tools.verify import Episode, Verification, VerifyStats, episode_of, verify_pairs
 from openrlhf_act import __version__
 from openrlhf_act.errors import DataError
 from openrlhf_act.files import atomic_open, sha256_file, write_json, write_rows
@@ -38,6 +43,8 @@ from openrlhf_act.states import StateConfig, observation_clipped, states_from_tr
 logger = logging.getLogger(__name__)
 MANIFEST_SCHEMA = "openrlhf-act/build-manifest/v1"
 LOW_ACCEPTED_SHARE = 0.5
+# --drop-unverified's drop reasons: an alternative as good as the expert's action; no verdict at all.
+AS_GOOD, UNVERIFIED = "alternative_as_good", "unverified"
 
 
 @dataclass(frozen=True)
@@ -64,10 +71,15 @@ class BuildConfig(FittedConfig):
     batch_size: int = 2048
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS
     tokenizer: str | None = None
+    verify_alternatives: bool = False
+    drop_unverified: bool = False  # implies verify_alternatives
+    verify_workers: int = 2
 
     def __post_init__(self) -> None:
         if self.candidates < 2:
             raise ValueError("--candidates must be at least 2")
+        if self.verify_workers < 1:
+            raise ValueError("--verify-workers must be at least 1")
         if self.max_prompt_tokens <= 0:
             raise ValueError("--max-prompt-tokens must be positive")
         if self.on_error not in ("fail", "skip"):
@@ -84,6 +96,10 @@ class BuildConfig(FittedConfig):
             max_admissible_in_prompt=self.max_admissible_in_prompt,
         )
 
+    @property
+    def verifies(self) -> bool:
+        return self.verify_alternatives or self.drop_unverified
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["inputs"] = list(self.inputs)
@@ -97,8 +113,12 @@ class BuildResult:
     cached_requests: int = 0
 
 
-def load_states(config: BuildConfig, reader_stats, rejects) -> tuple[list[State], Counter[str], int]:
-    """Read every input (streaming) into states; returns (states, notes, trajectories)."""
+def load_states(
+    config: BuildConfig, reader_stats, rejects, episodes: dict[str, Episode] | None = None
+) -> tuple[list[State], Counter[str], int]:
+    """Read every input (streaming) into states; returns (states, notes, trajectories). ``episodes``
+    collects what verification needs of each trajectory (with ``--on-error fail`` a trajectory that does
+    not name its episode stops the build here, before any sampling)."""
     from data_tools.readers import read_trajectories
 
     states: list[State] = []
@@ -117,6 +137,11 @@ def load_states(config: BuildConfig, reader_stats, rejects) -> tuple[list[State]
             notes["duplicate_task_id_trajectories"] += 1
         seen_tasks.add(trajectory.task_id)
         trajectories += 1
+        if episodes is not None:
+            episode = episode_of(trajectory)
+            if episode.error and config.on_error == "fail":
+                raise DataError(f"{episode.error} (or pass --on-error skip to count its pairs as unverified)")
+            episodes[trajectory.task_id] = episode
         notes["observations_clipped"] += sum(observation_clipped(s.observation, config.state) for s in trajectory.steps)
         states.extend(states_from_trajectory(trajectory, config.state))
     keys = Counter(s.key for s in states)
@@ -141,7 +166,8 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
     out.mkdir(parents=True, exist_ok=True)
     reader_stats = ReaderStats()
     rejects = RejectSink() if config.on_error == "skip" else None
-    states, notes, trajectories = load_states(config, reader_stats, rejects)
+    episodes: dict[str, Episode] | None = {} if config.verifies else None
+    states, notes, trajectories = load_states(config, reader_stats, rejects, episodes)
     if not states:
         raise DataError("no expert states in the input: nothing to build (see the reader counts with -v)")
     budgets = {"sampling": config.prompt_budget()}
@@ -177,6 +203,15 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
             pairs[split_of(state.task_id, eval_set, config.split_by)].append(
                 ContrastPair(state, alternatives[state.key])
             )
+    verified: dict[str, Verification] = {}
+    verify_stats: VerifyStats | None = None
+    verify_drops: Counter[str] = Counter()
+    if episodes is not None:
+        all_pairs = [p for split in ("train", "eval") for p in pairs[split]]
+        verified, verify_stats = verify_pairs(episodes, all_pairs, workers=config.verify_workers, progress=progress)
+        if config.drop_unverified:
+            pairs = {split: _keep_verified(pairs[split], verified, verify_drops) for split in pairs}
+    labels = {key: v.to_json() for key, v in verified.items()}
     rows = {
         split: contrast_rows(
             pairs[split],
@@ -185,14 +220,35 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
             both_orders=config.both_orders,
             tag=config.verdict_tag,
             budget=budgets[split],
+            verified=labels,
         )
         for split in ("train", "eval")
     }
     manifest = _manifest(
         config, sampler, trajectories, states, pairs, rows, eval_set, reader_stats, alt_stats, notes, budgets
     )
-    _write_outputs(out, rows, pairs, manifest, rejects)
+    if verify_stats is not None:
+        manifest["drops"]["verification"] = {k: verify_drops[k] for k in (AS_GOOD, UNVERIFIED)}
+        manifest["drops"]["states_without_pair"] -= sum(verify_drops.values())
+        manifest["verification"] = verify_stats.to_json()
+    _write_outputs(out, rows, pairs, manifest, rejects, labels)
     return BuildResult(out, manifest, alt_stats.cached_requests)
+
+
+def _keep_verified(
+    pairs: list[ContrastPair], verified: dict[str, Verification], drops: Counter[str]
+) -> list[ContrastPair]:
+    """``--drop-unverified``: the pairs the environment confirmed the expert's action is better in."""
+    kept = []
+    for pair in pairs:
+        verification = verified.get(pair.state.key)
+        if verification is None:
+            drops[UNVERIFIED] += 1
+        elif verification.as_good_as_expert():
+            drops[AS_GOOD] += 1
+        else:
+            kept.append(pair)
+    return kept
 
 
 def no_pairs_reason(sampler: str, states: list[State], stats: AlternativeStats) -> str:
@@ -254,7 +310,7 @@ def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, read
     }
 
 
-def _write_outputs(out: Path, rows, pairs, manifest, rejects) -> None:
+def _write_outputs(out: Path, rows, pairs, manifest, rejects, verified: dict[str, dict[str, Any]]) -> None:
     """All data files are staged as ``.tmp`` and renamed together; the manifest is renamed last."""
     with (
         atomic_open(out / "train.jsonl") as train,
@@ -263,7 +319,14 @@ def _write_outputs(out: Path, rows, pairs, manifest, rejects) -> None:
     ):
         write_rows(train, rows["train"])
         write_rows(evaluation, rows["eval"])
-        write_rows(pair_file, (pair_to_json(pair, split) for split in ("train", "eval") for pair in pairs[split]))
+        write_rows(
+            pair_file,
+            (
+                pair_to_json(pair, split, verified.get(pair.state.key))
+                for split in ("train", "eval")
+                for pair in pairs[split]
+            ),
+        )
     if rejects is not None:
         rejects.write(out / "rejects.jsonl")
     write_json(out / "manifest.json", manifest)
@@ -290,6 +353,7 @@ def summary(result: BuildResult) -> str:
     counts, drops = m["counts"], m["drops"]
     dropped = drops["alternatives"]["dropped_states"]
     rejected = drops["alternatives"]["rejected_completions"]
+    verification = [verification_line(m["verification"], drops["verification"])] if "verification" in m else []
     return "\n".join(
         [
             f"built {counts['rows']['train']} train / {counts['rows']['eval']} eval contrast prompts "
@@ -301,7 +365,20 @@ def summary(result: BuildResult) -> str:
             f"sampling requests: {m['drops']['alternatives']['requests']} "
             f"({result.cached_requests} reused from the cache)",
             prompt_tokens_line(m["prompt_tokens"], drops["prompt_budget"]),
+            *verification,
         ]
+    )
+
+
+def verification_line(verification: dict[str, Any], dropped: dict[str, int]) -> str:
+    """The environment's verdicts on the alternatives, what verifying cost, and what it dropped."""
+    verdicts = ", ".join(f"{k} {v}" for k, v in verification["verdicts"].items() if v) or "none"
+    failed, mode = verification["failed_pairs"], verification["mode"] or "none played"
+    return (
+        f"verified {verification['verified_pairs']} of {verification['pairs']} pairs ({mode}): "
+        f"{verdicts}; unverified: {failed or 'none'}; cost {verification['env_steps']} env steps, "
+        f"{verification['seconds']:.1f} s ({verification['steps_per_pair']} steps, "
+        f"{verification['seconds_per_pair']} s per pair); dropped: {dropped if any(dropped.values()) else 'none'}"
     )
 
 

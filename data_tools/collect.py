@@ -1,20 +1,15 @@
 """Collect expert trajectories by replaying an environment's own expert (ScienceWorld gold paths).
 
-Episodes run in parallel worker processes, one simulator each. Workers ignore Ctrl-C; the parent
-catches it, tells them to stop after their current episode, and every worker closes its simulator
-in a ``finally``. Finished episodes are appended to ``<out>.partial`` (a
-:class:`openrlhf_act.files.RecordLog`) as they complete, so an interrupted run resumes where it
-stopped; the final file is written sorted (deterministic) and atomically, then the partial file is
-removed.
+Episodes run on the environment pool (:class:`openrlhf_act.envs.pool.WorkerPool`), one simulator per
+worker process, so crashes and hangs are retried on a fresh simulator and the first Ctrl-C lets every
+worker finish its current episode before all simulators are closed. Finished episodes are appended to
+``<out>.partial`` (a :class:`openrlhf_act.files.RecordLog`) as they complete, so an interrupted run
+resumes where it stopped; the final file is written sorted (deterministic) and atomically, then the
+partial file is removed.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
-import queue
-import signal
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.envs.base import EnvError, EnvTask
+from openrlhf_act.envs.pool import EnvSession, JobFailed, WorkerPool
 from openrlhf_act.files import RecordLog, read_jsonl, write_jsonl
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
-logger = logging.getLogger(__name__)
 COLLECTABLE_ENVS = ("scienceworld",)
-_STOP = None
 
 
 @dataclass
@@ -92,65 +86,6 @@ def plan_episodes(env_name: str, tasks: Sequence[str], variations: str) -> list[
     return episodes
 
 
-def _episode(env, task: EnvTask, with_admissible: bool) -> dict[str, Any]:
-    """Replay the expert on one episode; returns a trajectory JSON or a drop reason."""
-    env.load(task)
-    first = env.reset()
-    gold = env.expert_actions()
-    if not gold:
-        return {"drop": "no_expert_path", "task_id": task.task_id}
-    steps: list[Step] = []
-    current = first
-    for action in gold:
-        nxt = env.step(action)
-        steps.append(
-            Step(
-                observation=current.observation,
-                action=action,
-                admissible=current.admissible if with_admissible else None,
-                reward=nxt.reward,
-            )
-        )
-        current = nxt
-        if nxt.done:
-            break
-    trajectory = Trajectory(
-        task_id=task.task_id,
-        env=task.env,
-        task=env.task_description,
-        steps=tuple(steps),
-        outcome=Outcome(score=current.score, success=current.won),
-        meta={"task_name": task.name, "variation": task.variation, "split": task.split, "source": "gold_path"},
-    )
-    if not current.won:
-        return {"drop": "expert_did_not_succeed", "task_id": task.task_id, "trajectory": trajectory.to_json()}
-    return {"task_id": task.task_id, "trajectory": trajectory.to_json()}
-
-
-def _worker(env_name: str, jobs: mp.Queue, results: mp.Queue, stop: Any, with_admissible: bool) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    env = None
-    try:
-        from openrlhf_act.envs.scienceworld import ScienceWorld
-
-        env = ScienceWorld(gold_path=True, admissible=with_admissible)
-        while not stop.is_set():
-            item = jobs.get()
-            if item is _STOP:
-                break
-            task = EnvTask(**item)
-            try:
-                results.put(_episode(env, task, with_admissible))
-            except EnvError as exc:
-                results.put({"drop": "env_error", "task_id": task.task_id, "error": str(exc)})
-    except EnvError as exc:
-        results.put({"fatal": str(exc)})
-    finally:
-        if env is not None:
-            env.close()
-        results.put({"worker_done": True})
-
-
 def _read_partial(path: Path) -> dict[str, dict[str, Any]]:
     done: dict[str, dict[str, Any]] = {}
     for record in read_jsonl(path, log=True):
@@ -178,7 +113,7 @@ def collect(
     stats = CollectStats(episodes=len(episodes), resumed=sum(1 for e in episodes if e.task_id in done))
     todo = [e for e in episodes if e.task_id not in done]
     if todo:
-        _run_workers(
+        _play_all(
             todo,
             partial,
             workers=max(1, min(workers, len(todo))),
@@ -211,67 +146,61 @@ def collect(
     return stats
 
 
-def _run_workers(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_admissible: bool, progress) -> None:
-    """Feed the episodes to worker processes and append their results to ``partial`` as they come.
+def _play_all(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_admissible: bool, progress: Any) -> None:
+    """Play the episodes on a pool of ``workers`` simulators, appending each result to ``partial``
+    the moment it is done (in this thread). Ctrl-C: see :meth:`WorkerPool.run`; leaving the ``with``
+    closes every simulator."""
+    options = {"gold_path": True, "admissible": with_admissible}
 
-    The first Ctrl-C asks the workers to stop after their current episode; the parent keeps draining
-    their results (nothing finished is lost, and a worker cannot exit while its queue is unread) until
-    every worker has closed its simulator, then raises ``KeyboardInterrupt``. A second Ctrl-C stops
-    waiting.
-    """
-    ctx = mp.get_context("spawn")
-    jobs: mp.Queue = ctx.Queue()
-    results: mp.Queue = ctx.Queue()
-    stop = ctx.Event()
-    for task in todo:
-        jobs.put({"env": task.env, "name": task.name, "variation": task.variation, "split": task.split})
-    for _ in range(workers):
-        jobs.put(_STOP)
-    procs = [
-        ctx.Process(target=_worker, args=(todo[0].env, jobs, results, stop, with_admissible), daemon=True)
-        for _ in range(workers)
-    ]
-    for proc in procs:
-        proc.start()
+    def on_done(task: EnvTask, result: dict[str, Any] | JobFailed) -> None:
+        if isinstance(result, JobFailed):
+            result = {"drop": "env_error", "task_id": task.task_id, "error": result.error}
+        sink.append(result)
+        progress.update(1)
 
-    def on_sigint(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        logger.warning(
-            "interrupted: workers finish their current episode and close their simulators (Ctrl-C again to abort)"
-        )
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
-    finished_workers = 0
-    fatal: str | None = None
     try:
-        with RecordLog(partial) as sink:
-            while finished_workers < workers:
-                try:
-                    message = results.get(timeout=1.0)
-                except queue.Empty:
-                    if not any(p.is_alive() for p in procs):
-                        break
-                    continue
-                if "worker_done" in message:
-                    finished_workers += 1
-                elif "fatal" in message:
-                    fatal = message["fatal"]
-                else:
-                    sink.append(message)
-                    progress.update(1)
+        with RecordLog(partial) as sink, WorkerPool(todo[0].env, options, workers) as pool:
+            pool.run(todo, lambda session, task: _episode(session, task, with_admissible=with_admissible), on_done)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGINT, previous)
         progress.close()
-        for proc in procs:
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=10)
-    if stop.is_set():
-        raise KeyboardInterrupt
-    if fatal:
-        raise EnvError(fatal)
+
+
+def _episode(session: EnvSession, task: EnvTask, *, with_admissible: bool) -> dict[str, Any]:
+    """Replay the expert on one episode; returns a trajectory JSON or a drop reason."""
+    started = session.start(task)
+    gold = session.expert()
+    if not gold:
+        return {"drop": "no_expert_path", "task_id": task.task_id}
+    steps: list[Step] = []
+    current = started.first
+    for action in gold:
+        nxt = session.step(action)
+        steps.append(
+            Step(
+                observation=current.observation,
+                action=action,
+                admissible=current.admissible if with_admissible else None,
+                reward=nxt.reward,
+                score=nxt.score,
+            )
+        )
+        current = nxt
+        if nxt.done:
+            break
+    trajectory = Trajectory(
+        task_id=task.task_id,
+        env=task.env,
+        task=started.task_description,
+        steps=tuple(steps),
+        outcome=Outcome(score=current.score, success=current.won),
+        meta={
+            "task_name": task.name,
+            "variation": task.variation,
+            "split": task.split,
+            "source": "gold_path",
+            "simplification": "",
+        },
+    )
+    if not current.won:
+        return {"drop": "expert_did_not_succeed", "task_id": task.task_id, "trajectory": trajectory.to_json()}
+    return {"task_id": task.task_id, "trajectory": trajectory.to_json()}

@@ -8,7 +8,7 @@ seeded shuffle. "Both orders" emits every pair once per gold position, linked by
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openrlhf_act.prompt_budget import Messages, PromptBudget
@@ -46,8 +46,12 @@ def state_from_json(d: dict[str, Any]) -> State:
     )
 
 
-def pair_to_json(pair: ContrastPair, split: str) -> dict[str, Any]:
-    return {"split": split, "state": state_to_json(pair.state), "alternatives": list(pair.alternatives)}
+def pair_to_json(pair: ContrastPair, split: str, verified: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``verified``: the environment's verdict on the alternatives, when the build verified them."""
+    out = {"split": split, "state": state_to_json(pair.state), "alternatives": list(pair.alternatives)}
+    if verified is not None:
+        out["verified"] = verified
+    return out
 
 
 def pair_from_json(d: dict[str, Any]) -> tuple[ContrastPair, str]:
@@ -67,8 +71,11 @@ def candidates_with_gold_at(pair: ContrastPair, position: int) -> tuple[str, ...
     return tuple(others)
 
 
-def contrast_row(pair: ContrastPair, position: int, prompt: Messages) -> dict[str, Any]:
-    """The row of ``pair`` with the expert at ``position``; ``prompt`` is its fitted judgment prompt."""
+def contrast_row(
+    pair: ContrastPair, position: int, prompt: Messages, verified: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The row of ``pair`` with the expert at ``position``; ``prompt`` is its fitted judgment prompt;
+    ``verified`` goes into the label (the environment's verdict on the alternatives)."""
     state = pair.state
     label = JudgmentLabel(
         answer=position + 1,
@@ -78,17 +85,27 @@ def contrast_row(pair: ContrastPair, position: int, prompt: Messages) -> dict[st
         task_id=state.task_id,
         env=state.env,
         step=state.step,
+        verified=verified,
     )
     return {"prompt": prompt, "label": encode_label(label), "datasource": state.env}
 
 
 def fitted_contrast_rows(
-    placed: Sequence[tuple[ContrastPair, int]], budget: PromptBudget, tag: str
+    placed: Sequence[tuple[ContrastPair, int]],
+    budget: PromptBudget,
+    tag: str,
+    verified: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for (pair, gold position) within ``budget``; prompts that cannot fit are dropped (counted)."""
+    """Rows for (pair, gold position) within ``budget``; prompts that cannot fit are dropped (counted).
+    ``verified``: the environment's verdicts by state key, for the labels."""
     frames = [(p.state, judgment_frame(p.state.env, candidates_with_gold_at(p, pos), tag=tag)) for p, pos in placed]
     fits = budget.fit_all(frames)
-    return [contrast_row(p, pos, f.messages) for (p, pos), f in zip(placed, fits) if f is not None]
+    verified = verified or {}
+    return [
+        contrast_row(p, pos, f.messages, verified.get(p.state.key))
+        for (p, pos), f in zip(placed, fits)
+        if f is not None
+    ]
 
 
 def contrast_rows(
@@ -99,11 +116,12 @@ def contrast_rows(
     both_orders: bool = False,
     tag: str = "answer",
     budget: PromptBudget | None = None,
+    verified: Mapping[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for one split, in a seeded shuffled order (mixes tasks for ``--data.max_samples`` users).
 
     Pairs whose prompt cannot fit ``budget`` at all go before gold positions are assigned, so the
-    positions stay exactly balanced.
+    positions stay exactly balanced. ``verified``: the environment's verdicts by state key, for the labels.
     """
     budget = budget or PromptBudget()
     rng = random.Random(f"rows:{seed}:{split}")
@@ -117,7 +135,7 @@ def contrast_rows(
         placed = [(p, pos) for p in pairs for pos in range(k)]
     else:
         placed = list(zip(pairs, balanced_positions(len(pairs), k, rng)))
-    rows = fitted_contrast_rows(placed, budget, tag)
+    rows = fitted_contrast_rows(placed, budget, tag, verified)
     rng.shuffle(rows)
     return rows
 

@@ -33,6 +33,8 @@ class Step:
     thought: str | None = None
     admissible: tuple[str, ...] | None = None
     reward: float | None = None
+    # The environment's cumulative score after this action (replayed and collected trajectories).
+    score: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"observation": self.observation, "action": self.action}
@@ -42,6 +44,8 @@ class Step:
             out["admissible"] = list(self.admissible)
         if self.reward is not None:
             out["reward"] = self.reward
+        if self.score is not None:
+            out["score"] = self.score
         return out
 
 
@@ -120,9 +124,11 @@ class JudgmentLabel:
     env: str
     step: int
     kind: str = JUDGMENT_KIND
+    # The environment's verdict on the alternatives (``data build --verify-alternatives``); absent otherwise.
+    verified: dict[str, Any] | None = field(default=None, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "kind": self.kind,
             "answer": self.answer,
             "candidates": list(self.candidates),
@@ -132,6 +138,9 @@ class JudgmentLabel:
             "env": self.env,
             "step": self.step,
         }
+        if self.verified is not None:
+            out["verified"] = self.verified
+        return out
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,7 @@ def _decode_judgment(raw: Any) -> JudgmentLabel:
         env=str(d.get("env", "")),
         step=_int_or(d.get("step"), -1),
         kind=str(d.get("kind", JUDGMENT_KIND)),
+        verified=d["verified"] if isinstance(d.get("verified"), dict) else None,
     )
 
 

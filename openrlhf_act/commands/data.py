@@ -10,7 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
-from openrlhf_act.commands.arguments import parse_options, prompt_budget_options
+from openrlhf_act.commands.arguments import parse_options, prompt_budget_options, state_config, state_options
 from openrlhf_act.errors import UsageError
 
 HELP = "build ACT contrast data (the main job), collect expert trajectories, export data for other stages"
@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--out", required=True, help="output directory")
     _input_options(build)
     _collect_options(build, for_build=True)
-    _state_options(build)
+    state_options(build)
     _prompt_options(build, for_build=True)
     _split_options(build)
     pairs = build.add_argument_group("contrast prompts")
@@ -39,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pairs.add_argument("--both-orders", action="store_true", help="emit each pair once per gold position")
     pairs.add_argument("--verdict-tag", default="answer", help="tag of the verdict, <TAG>Action k</TAG>")
     _sampler_options(build)
+    _verify_options(build)
     build.set_defaults(func=run_build)
 
     collect = sub.add_parser(
@@ -56,6 +57,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _collect_options(collect, for_build=False)
     collect.set_defaults(func=run_collect)
 
+    replay = sub.add_parser(
+        "replay",
+        help="replay expert trajectories in their environment: its own text, admissible actions, scores",
+        description=_REPLAY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("--env", required=True, choices=["scienceworld", "alfworld"], help="environment")
+    replay.add_argument(
+        "--input", action="append", required=True, help="trajectory file(s), comma-separated or repeated"
+    )
+    replay.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "canonical", "eto", "agentgym", "openai", "sharegpt", "react"],
+        help="input format (default: detect)",
+    )
+    replay.add_argument("--out", required=True, help="output JSONL (resumes from <out>.partial if interrupted)")
+    replay.add_argument(
+        "--simplification",
+        default="auto",
+        help="ScienceWorld simplifications: auto (easy when the data teleports; default), none, easy, or a list",
+    )
+    replay.add_argument("--data-dir", default=None, help="ALFWorld data directory (default: $ALFWORLD_DATA)")
+    replay.add_argument("--workers", type=int, default=2, help="environment worker processes (default 2)")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar")
+    replay.set_defaults(func=run_replay)
+
     export = sub.add_parser(
         "export",
         help="IL / RL / DPO / SFT-on-choice data with the same states and split as a build",
@@ -70,7 +98,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a `data build` directory: reuse its inputs, state and split settings (required for dpo, sft_choice)",
     )
     _input_options(export)
-    _state_options(export)
+    state_options(export)
     _prompt_options(export, for_build=False)
     _split_options(export)
     export.add_argument("--with-thought", action="store_true", help="SFT targets include the expert's thought")
@@ -91,6 +119,20 @@ Examples:
   openrlhf-act data build --input traj.jsonl --out data/act --sampler vllm --model Qwen/Qwen3-8B
   openrlhf-act data build --input eto/sciworld_sft.json --format eto --out data/act --sampler openai \\
       --base-url http://127.0.0.1:8000/v1 --model qwen3-8b
+"""
+
+_REPLAY_DESCRIPTION = """\
+Replay every recorded action in the real environment (ScienceWorld offline; ALFWorld on your
+$ALFWORLD_DATA) and write canonical trajectories whose observations are the environment's own text,
+with the admissible actions and the score at every step and the outcome: build on them, and the model
+trains on the text it will be evaluated on. Trajectories are matched to their task and variation (or
+game) by their ids, or else by their task text. Known action drifts between environment versions are
+mapped and counted; a trajectory whose action the environment rejects is dropped and reported with
+its step in OUT_STEM.rejects.jsonl; OUT_STEM.manifest.json holds the counts.
+
+Example:
+  openrlhf-act data replay --env scienceworld --input eto/sciworld_sft.json --out sciworld_replayed.jsonl
+  openrlhf-act data build --input sciworld_replayed.jsonl --out data/act
 """
 
 _EXPORT_DESCRIPTION = """\
@@ -138,23 +180,6 @@ def _collect_options(parser: argparse.ArgumentParser, *, for_build: bool) -> Non
     )
     group.add_argument("--workers", type=int, default=2, help="parallel environment processes (default 2)")
     group.add_argument("--no-admissible", action="store_true", help="do not store admissible actions per step")
-
-
-def _state_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("states")
-    group.add_argument("--window", type=int, default=8, help="(observation, action) turns of history (default 8)")
-    group.add_argument(
-        "--max-state-tokens", type=int, default=4096, help="token budget of a state; oldest turns go first"
-    )
-    group.add_argument(
-        "--max-observation-chars", type=int, default=16_000, help="longer observations are clipped in the middle"
-    )
-    group.add_argument(
-        "--max-admissible-in-prompt",
-        type=int,
-        default=50,
-        help="list admissible actions in the prompt only when there are at most this many (default 50)",
-    )
 
 
 def _prompt_options(parser: argparse.ArgumentParser, *, for_build: bool) -> None:
@@ -222,6 +247,25 @@ def _sampler_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "verified pairs (input trajectories must name their episode: collected or replayed)"
+    )
+    group.add_argument(
+        "--verify-alternatives",
+        action="store_true",
+        help="play each alternative from its state in the environment; its verdict (rejected, no_progress, "
+        "progress, task_lost, task_won) goes into the label and the manifest",
+    )
+    group.add_argument(
+        "--drop-unverified",
+        action="store_true",
+        help="(implies --verify-alternatives) drop pairs whose alternative was accepted, did not lose and gained "
+        "at least the expert action's score, and pairs that could not be verified",
+    )
+    group.add_argument("--verify-workers", type=int, default=2, help="environment processes (default 2)")
+
+
 # ---------------------------------------------------------------------------------------------
 def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
     name = args.sampler or ("vllm" if args.model else "admissible")
@@ -247,17 +291,6 @@ def _sampler_choice(args: argparse.Namespace) -> tuple[str, dict]:
     if name == "admissible" and options:
         raise UsageError(f"the admissible sampler takes no model options (got {', '.join(sorted(options))})")
     return name, options
-
-
-def _state_config(args: argparse.Namespace):
-    from openrlhf_act.states import StateConfig
-
-    try:
-        return StateConfig(
-            window=args.window, max_state_tokens=args.max_state_tokens, max_observation_chars=args.max_observation_chars
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _collect_default(args: argparse.Namespace, out_dir: Path) -> Path:
@@ -325,7 +358,7 @@ def run_build(args: argparse.Namespace) -> int:
             split_by=args.split_by,
             verdict_tag=args.verdict_tag,
             max_admissible_in_prompt=args.max_admissible_in_prompt,
-            state=_state_config(args),
+            state=state_config(args),
             sampler=sampler,
             sampler_options=options,
             samples_per_round=args.samples_per_round,
@@ -334,6 +367,9 @@ def run_build(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             max_prompt_tokens=args.max_prompt_tokens,
             tokenizer=args.tokenizer or _local_dir(args.model),
+            verify_alternatives=args.verify_alternatives or args.drop_unverified,
+            drop_unverified=args.drop_unverified,
+            verify_workers=args.verify_workers,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -362,6 +398,27 @@ def run_collect(args: argparse.Namespace) -> int:
         raise UsageError("data collect needs --tasks (see --list-tasks)")
     episodes = _plan(plan_episodes, args.env, tasks, args.variations)
     stats = collect(episodes, args.out, workers=args.workers, with_admissible=not args.no_admissible)
+    print(json.dumps(stats.to_json(), indent=2))
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from data_tools.build import sequence_of
+    from data_tools.replay import ReplayConfig, replay
+    from openrlhf_act.envs.base import EnvError
+
+    config = ReplayConfig(
+        env=args.env,
+        inputs=sequence_of(args.input),
+        input_format=args.format,
+        simplification=args.simplification,
+        data_dir=args.data_dir,
+        workers=args.workers,
+    )
+    try:
+        stats = replay(config, args.out, progress=False if args.no_progress else None)
+    except EnvError as exc:
+        raise UsageError(str(exc)) from None
     print(json.dumps(stats.to_json(), indent=2))
     return 0
 

@@ -1,16 +1,21 @@
 """Measure agents the way the paper does. `episodes` plays live environments (ALFWorld 140 seen / 134
 unseen games, WebShop's 500 test goals, ScienceWorld test variations) and reports success rate and
 score per task and split; `next-action` and `judgment` score held-out states and contrast pairs
-offline; `report` compares runs side by side and against the paper's tables. Every run directory
-resumes where it stopped."""
+offline; `report` compares runs side by side and against the paper's tables. `protocols` lists the
+named protocols (`episodes --protocol`: ScienceWorld official and ETO, ALFWorld seen / unseen, WebShop
+500 and ETO's 200 goals). Every run directory resumes where it stopped."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from openrlhf_act.commands.arguments import parse_ids, parse_options, prompt_budget_options
+from openrlhf_act.commands.arguments import parse_ids, parse_options, prompt_budget_options, state_config, state_options
 from openrlhf_act.errors import UsageError
+
+# (environment, episodes, step limit(s), protocol record, environment options) of one `eval episodes` call
+Chosen = tuple[str, list[Any], int | dict[str, int] | None, dict[str, Any] | None, dict[str, Any]]
 
 HELP = "evaluate agents: live episodes, next-action and judgment accuracy, reports against the paper"
 POLICIES = ("expert", "vllm", "openai", "hf")
@@ -25,15 +30,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _env_option(tasks)
     tasks.set_defaults(func=run_tasks)
 
+    protocols = sub.add_parser("protocols", help="list the evaluation protocols `episodes --protocol` plays")
+    protocols.set_defaults(func=run_protocols)
+
     episodes = sub.add_parser("episodes", help="play episodes with a policy; success rate and score per task")
-    episodes.add_argument("--env", required=True, choices=_env_names(), help="environment")
+    episodes.add_argument("--env", default=None, choices=_env_names(), help="environment (or give --protocol)")
+    episodes.add_argument(
+        "--protocol",
+        default=None,
+        help="a named protocol (see `eval protocols`): it sets the environment, episodes, step limits, "
+        "environment options and score; the run records it",
+    )
     episodes.add_argument("--out", required=True, help="run directory (resumes if it exists)")
     episodes.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     episodes.add_argument(
         "--split",
         default=None,
         help="comma-separated splits (default: the benchmark's evaluation splits: ScienceWorld test, "
-        "ALFWorld valid_seen,valid_unseen, WebShop test)",
+        "ALFWorld valid_seen,valid_unseen, WebShop test); with --protocol one of its splits (default: its first)",
     )
     episodes.add_argument("--episodes", type=int, default=None, help="episodes per task and split (default: all)")
     episodes.add_argument(
@@ -49,8 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="seconds an environment step may take before its process is killed (episode starts: at least 300)",
     )
     episodes.add_argument("--retries", type=int, default=1, help="retries of an episode whose environment failed")
-    episodes.add_argument("--window", type=int, default=8, help="history turns in the prompt (as in the data)")
-    episodes.add_argument("--max-state-tokens", type=int, default=4096, help="state token budget (as in the data)")
+    state_options(episodes)
     prompt_budget_options(
         episodes,
         limit=None,
@@ -159,43 +172,102 @@ def run_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_protocols(args: argparse.Namespace) -> int:
+    from openrlhf_act.eval.protocols import PROTOCOLS
+
+    for protocol in PROTOCOLS.values():
+        limits = protocol.step_limits()
+        steps = limits if isinstance(limits, int) else f"per task, {min(limits.values())}-{max(limits.values())}"
+        splits = ", ".join(f"{name} {selection.count}" for name, selection in protocol.splits.items())
+        options = ", ".join(f"{k}={v}" for k, v in protocol.env_options.items()) or "-"
+        print(f"{protocol.name} ({protocol.env}): {protocol.description}")
+        print(f"  episodes: {splits}; steps: {steps}; options: {options}; score: {protocol.score_metric}")
+        print(f"  paper column: {protocol.paper_column or '-'}; source: {protocol.source}")
+    return 0
+
+
+def _protocol_episodes(args: argparse.Namespace, options: dict[str, Any]) -> Chosen:
+    """The episodes of ``--protocol``; flags that contradict it are usage errors."""
+    from openrlhf_act.eval.protocols import get_protocol
+
+    protocol = get_protocol(args.protocol)
+    fixed = [
+        flag
+        for flag, value in (
+            ("--tasks", args.tasks),
+            ("--episodes", args.episodes),
+            ("--variations", args.variations),
+            ("--games", args.games),
+        )
+        if value is not None
+    ]
+    if fixed:
+        raise UsageError(f"protocol {protocol.name} fixes the episodes: drop {', '.join(fixed)}")
+    if args.env and args.env != protocol.env:
+        raise UsageError(f"protocol {protocol.name} plays {protocol.env}, not {args.env}")
+    limits = protocol.step_limits()
+    if args.max_steps is not None and args.max_steps != limits:
+        raise UsageError(f"protocol {protocol.name} fixes the step limit ({limits}): drop --max-steps")
+    clash = sorted(k for k, v in protocol.env_options.items() if options.get(k, v) != v)
+    if clash:
+        fixed_options = ", ".join(f"{k}={protocol.env_options[k]}" for k in clash)
+        raise UsageError(f"protocol {protocol.name} sets {fixed_options}: drop that --env-option")
+    options = {**options, **protocol.env_options}
+    split = args.split or protocol.default_split
+    protocol.selection(split)  # an unknown split is an error before any simulator starts
+    return protocol.env, protocol.episodes(split, options), limits, protocol.record(split), options
+
+
+def _chosen_episodes(args: argparse.Namespace, options: dict[str, Any]) -> Chosen:
+    """The episodes the explicit flags name (no protocol)."""
+    from openrlhf_act.envs.registry import env_class, resolve_episodes
+
+    if not args.env:
+        raise UsageError("give --env or --protocol")
+    adapter = env_class(args.env)
+    splits = args.split.split(",") if args.split else list(adapter.eval_splits)
+    tasks = [t for t in (args.tasks or "").split(",") if t]
+    variations = parse_ids(args.variations)
+    episodes = []
+    for split in splits:
+        episodes += resolve_episodes(
+            args.env,
+            split=split,
+            tasks=tasks or None,
+            episodes=args.episodes,
+            variations=variations,
+            games=args.games,
+            options=options,
+        )
+        if args.games:
+            break
+    return args.env, episodes, args.max_steps, None, options
+
+
 def run_episodes(args: argparse.Namespace) -> int:
-    from openrlhf_act.envs.registry import env_class, expert_options, resolve_episodes
+    from openrlhf_act.envs.registry import expert_options
     from openrlhf_act.eval.episodes import EpisodeRunner
-    from openrlhf_act.states import StateConfig
 
     with _Errors():
-        adapter = env_class(args.env)
         options = parse_options(args.env_option, "environment option")
-        splits = args.split.split(",") if args.split else list(adapter.eval_splits)
-        tasks = [t for t in (args.tasks or "").split(",") if t]
-        variations = parse_ids(args.variations)
-        episodes = []
-        for split in splits:  # everything is checked before any policy or worker starts
-            episodes += resolve_episodes(
-                args.env,
-                split=split,
-                tasks=tasks or None,
-                episodes=args.episodes,
-                variations=variations,
-                games=args.games,
-                options=options,
-            )
-            if args.games:
-                break
+        # everything is checked before any policy or worker starts
+        choose = _protocol_episodes if args.protocol else _chosen_episodes
+        env, episodes, max_steps, protocol, options = choose(args, options)
         policy = _policy(args)
         if policy.needs_expert:
-            options = {**options, **expert_options(args.env)}
+            options = {**options, **expert_options(env)}
         try:
             runner = EpisodeRunner(
-                args.env,
+                env,
                 episodes,
                 policy,
                 args.out,
                 workers=args.workers,
                 env_options=options,
-                max_steps=args.max_steps,
-                state_config=StateConfig(window=args.window, max_state_tokens=args.max_state_tokens),
+                max_steps=max_steps,
+                protocol=protocol,
+                state_config=state_config(args),
+                max_admissible=args.max_admissible_in_prompt,
                 step_timeout=args.step_timeout,
                 retries=args.retries,
                 seed=args.seed,

@@ -14,6 +14,12 @@ expert through ``AlfredExpert(HANDCODED)`` (needs ``traj_data.json`` beside the 
 
 The first observation is split into the task ("Your task is to: ...") and the room description;
 a command ALFWorld does not understand answers "Nothing happens." (``valid=False``).
+
+Snapshots (:meth:`ALFWorld.snapshot`): TextWorld's PDDL engine keeps the episode in fast-downward's C
+library, which can report its state but not set it. A snapshot saves the library's value of every
+variable (and TextWorld's Python copies of the facts); a restore reloads the translated task with those
+values as its initial state, which takes milliseconds where a reset re-translates the PDDL problem
+(about 2 s).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -60,6 +67,23 @@ class Game:
 
     def env_task(self, split: str | None) -> EnvTask:
         return EnvTask(ENV_NAME, self.task_type, game_file=self.path, split=split)
+
+
+@dataclass(frozen=True)
+class PddlSnapshot:
+    """One moment of a PDDL episode (see the module docstring); opaque to callers."""
+
+    atoms: tuple[str, ...]  # the value of every SAS variable, as fast-downward names it
+    facts: dict[Any, set[Any]]
+    vars_by_name: dict[str, Any]
+    vars_by_type: dict[str, set[Any]]
+    var_counts: Counter[Any]
+    game_state: Any
+    previous: Any
+    moves: int
+    last_action: Any
+    operators: Any
+    score: float
 
 
 def data_dir(explicit: str | None = None) -> Path:
@@ -132,6 +156,7 @@ class ALFWorld(TextEnv):
     eval_splits = ("valid_seen", "valid_unseen")
     expert_options = MappingProxyType({"expert": "planner"})
     plays_game_files = True
+    snapshots = True
 
     @classmethod
     def list_tasks(cls, **options: Any) -> list[str]:
@@ -186,6 +211,7 @@ class ALFWorld(TextEnv):
         self._task: EnvTask | None = None
         self._description = ""
         self._score = 0.0
+        self._sas_values: tuple[Any, list[dict[str, int]]] | None = None  # (PDDL state, its variables' values)
 
     def resolve_game(self, game: str) -> str:
         """An absolute game path: as given, or relative to the ALFWorld data directory."""
@@ -276,6 +302,56 @@ class ALFWorld(TextEnv):
             return None
         return str(plan[0]) if plan else None
 
+    def snapshot(self) -> PddlSnapshot:
+        if self._env is None:
+            raise EnvError("ALFWorld: snapshot() before load()")
+        if self._expert == "handcoded":
+            raise EnvError("the handcoded ALFWorld expert keeps its own state: snapshots need expert='planner' or None")
+        return self._call(self._save)
+
+    def restore(self, snapshot: Any) -> None:
+        if self._env is None or not isinstance(snapshot, PddlSnapshot):
+            raise EnvError("ALFWorld: restore() needs a snapshot of the loaded game")
+        self._call(self._load, snapshot)
+
+    def _save(self) -> PddlSnapshot:
+        import fast_downward
+
+        pddl = self._env.unwrapped
+        state = pddl._pddl_state
+        atoms = (fast_downward.Atom * state.downward_lib.get_state_size())()
+        state.downward_lib.get_state(atoms)
+        return PddlSnapshot(
+            atoms=tuple(atom.name for atom in atoms),
+            facts={k: set(v) for k, v in state._facts.items()},
+            vars_by_name=dict(state._vars_by_name),
+            vars_by_type={k: set(v) for k, v in state._vars_by_type.items()},
+            var_counts=Counter(state._var_counts),
+            game_state=pddl.state,
+            previous=pddl.prev_state,
+            moves=pddl._moves,
+            last_action=pddl._last_action,
+            operators=state._operators,
+            score=self._score,
+        )
+
+    def _load(self, snapshot: PddlSnapshot) -> None:
+        pddl = self._env.unwrapped
+        state = pddl._pddl_state
+        if self._sas_values is None or self._sas_values[0] is not state:
+            self._sas_values = (state, sas_variable_values(state.sas))
+        values = self._sas_values[1]
+        initial = [values[i][atom] for i, atom in enumerate(snapshot.atoms)]
+        state.downward_lib.load_sas(with_initial_state(state.sas, initial).encode("utf-8"))
+        state._facts = defaultdict(set, {k: set(v) for k, v in snapshot.facts.items()})
+        state._vars_by_name = dict(snapshot.vars_by_name)
+        state._vars_by_type = defaultdict(set, {k: set(v) for k, v in snapshot.vars_by_type.items()})
+        state._var_counts = Counter(snapshot.var_counts)
+        state._operators = snapshot.operators
+        pddl.state, pddl.prev_state = snapshot.game_state, snapshot.previous
+        pddl._moves, pddl._last_action = snapshot.moves, snapshot.last_action
+        self._score = snapshot.score
+
     def _call(self, fn, *args):
         try:
             return fn(*args)
@@ -290,3 +366,25 @@ class ALFWorld(TextEnv):
 
     def close(self) -> None:
         self._close_game()
+
+
+def sas_variable_values(sas: str) -> list[dict[str, int]]:
+    """For each variable of a fast-downward SAS task, its value names -> value index."""
+    lines = sas.split("\n")
+    out: list[dict[str, int]] = []
+    i = 0
+    while i < len(lines):
+        if lines[i] == "begin_variable":  # name, axiom layer, value count, the values
+            count = int(lines[i + 3])
+            out.append({value: j for j, value in enumerate(lines[i + 4 : i + 4 + count])})
+            i += 4 + count
+        else:
+            i += 1
+    return out
+
+
+def with_initial_state(sas: str, values: list[int]) -> str:
+    """The SAS task with ``values`` as its initial state."""
+    head, rest = sas.split("begin_state\n", 1)
+    _, tail = rest.split("end_state", 1)
+    return head + "begin_state\n" + "\n".join(map(str, values)) + "\nend_state" + tail

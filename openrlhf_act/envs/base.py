@@ -96,6 +96,8 @@ class TextEnv(ABC):
     plays_game_files: ClassVar[bool] = False
     # The score of a perfect episode: see :func:`normalized_score`.
     score_scale: ClassVar[float] = 1.0
+    # The adapter can save and restore its running episode (:meth:`snapshot`, :meth:`restore`).
+    snapshots: ClassVar[bool] = False
     max_steps: int = 100
 
     @classmethod
@@ -133,6 +135,15 @@ class TextEnv(ABC):
     def expert_actions(self) -> list[str] | None:
         """The expert's action sequence for the loaded episode, when the environment has one."""
         return None
+
+    def snapshot(self) -> Any:
+        """An opaque copy of the running episode's state for :meth:`restore`: trying an action and
+        coming back costs a restore instead of a reset plus a replay of every earlier action."""
+        raise EnvError(f"{self.name} cannot snapshot its state")
+
+    def restore(self, snapshot: Any) -> None:
+        """Put the running episode back into the state ``snapshot`` (taken in this episode) holds."""
+        raise EnvError(f"{self.name} cannot restore a snapshot")
 
     @property
     def child_pids(self) -> tuple[int, ...]:

@@ -4,7 +4,7 @@ The agent sees exactly the prompt of IL data and ACT sampling: ``openrlhf_act.st
 the live episode's turns, rendered by ``openrlhf_act.prompts.agent_messages``; its reply is read by
 ``openrlhf_act.actions.read_action`` (the rule the ``next_action`` reward scores and the samplers
 accept alternatives by; a reply cut off by the length limit executes nothing). Environments run in worker processes
-(:mod:`openrlhf_act.eval.workers`) and every round makes *one* batched policy call for all episodes
+(:mod:`openrlhf_act.envs.pool`) and every round makes *one* batched policy call for all episodes
 waiting for an action, then dispatches the actions to their workers.
 
 A reply with no recognisable action is not sent to the environment: the turn counts against the
@@ -17,10 +17,11 @@ observation clipped), so a model trained on fitted rows is evaluated on the same
 prompt cannot fit even so ends its episode with status ``prompt_over_budget`` (a final outcome,
 not retried on resume; counted in the summary and, never averaged in, among its errors).
 
-The run directory holds ``run.json`` (what was run), ``episodes.jsonl`` (one record per finished
-episode with its whole transcript, appended and fsynced as it finishes), ``summary.json`` and
-``summary.md``. Running again into the same directory skips finished episodes; an episode whose
-environment crashed is retried (``retries``) on a fresh worker, then recorded as an error.
+The run directory holds ``run.json`` (what was run, with its protocol when one was named),
+``episodes.jsonl`` (one record per finished episode with its whole transcript, appended and fsynced as
+it finishes), ``summary.json`` and ``summary.md``. Running again into the same directory skips finished
+episodes; an episode whose environment crashed is retried (``retries``) on a fresh worker, then recorded
+as an error.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing import connection
 from pathlib import Path
@@ -37,11 +38,11 @@ from typing import Any
 from openrlhf_act import __version__
 from openrlhf_act.actions import read_action
 from openrlhf_act.envs.base import EnvStep, EnvTask, normalized_score
+from openrlhf_act.envs.pool import START, STEP, EnvWorker, Started, WorkerFailed, WorkerPool
 from openrlhf_act.envs.registry import episode_key, preflight
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.policies import Policy, stable_seed
 from openrlhf_act.eval.summary import OVER_BUDGET, summarize_episodes, summary_markdown, write_summary
-from openrlhf_act.eval.workers import START, STEP, EnvWorker, Started, WorkerFailed, WorkerPool
 from openrlhf_act.files import RecordLog, open_run_dir, read_jsonl
 from openrlhf_act.prompt_budget import PromptBudget, agent_prompt_fits
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, NO_ACTION_FEEDBACK, agent_messages
@@ -119,7 +120,7 @@ class EpisodeRunner:
         *,
         workers: int = 2,
         env_options: dict[str, Any] | None = None,
-        max_steps: int | None = None,
+        max_steps: int | Mapping[str, int] | None = None,
         state_config: StateConfig | None = None,
         step_timeout: float = 300.0,
         start_timeout: float | None = None,
@@ -129,11 +130,17 @@ class EpisodeRunner:
         pool: WorkerPool | None = None,
         max_prompt_tokens: int | None = None,
         tokenizer: str | None = None,
+        max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+        protocol: dict[str, Any] | None = None,
     ):
         """``pool``: play in these already-running workers (``workers`` and, unless given,
         ``env_options`` are then the pool's) and leave them running; by default the run starts its
         own workers and closes them at the end. ``max_prompt_tokens``: fit every prompt to this
-        budget, counting with ``tokenizer`` (loaded now) or the estimate, as the data's rows are."""
+        budget, counting with ``tokenizer`` (loaded now) or the estimate, as the data's rows are.
+        ``state_config`` and ``max_admissible``: what a prompt shows, as the data's
+        (``--window`` ... ``--max-admissible-in-prompt``). ``max_steps``: one limit, or one per task name
+        (a protocol's, e.g. ETO's ScienceWorld limits); None: each environment's own. ``protocol``: what
+        the run records of its protocol (:meth:`openrlhf_act.eval.protocols.Protocol.record`)."""
         if pool is not None:
             env_options = pool.options if env_options is None else env_options
             if (pool.env_name, pool.options) != (env_name, dict(env_options)):
@@ -144,8 +151,13 @@ class EpisodeRunner:
             workers = len(pool.workers)
         if workers < 1:
             raise UsageError(f"workers must be >= 1, got {workers}")
-        if max_steps is not None and max_steps < 1:
+        limits = max_steps.values() if isinstance(max_steps, Mapping) else [max_steps]
+        if any(limit is not None and limit < 1 for limit in limits):
             raise UsageError(f"max steps must be >= 1, got {max_steps}")
+        if isinstance(max_steps, Mapping):
+            missing = sorted({t.name for t in tasks} - set(max_steps))
+            if missing:
+                raise UsageError(f"no step limit for task(s) {', '.join(missing)}")
         if tokenizer and max_prompt_tokens is None:
             raise UsageError("--tokenizer counts tokens for a prompt budget: pass --max-prompt-tokens too")
         if max_prompt_tokens is not None and max_prompt_tokens <= 0:
@@ -156,8 +168,10 @@ class EpisodeRunner:
         self.out_dir = Path(out_dir)
         self.workers = workers
         self.env_options = dict(env_options or {})
-        self.max_steps = max_steps
+        self.max_steps = dict(max_steps) if isinstance(max_steps, Mapping) else max_steps
+        self.protocol = protocol
         self.state_config = state_config or StateConfig()
+        self.max_admissible = max_admissible
         self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer = tokenizer or None
         self.budget: PromptBudget | None = None
@@ -166,7 +180,7 @@ class EpisodeRunner:
                 max_prompt_tokens,
                 self.tokenizer,
                 chars_per_token=self.state_config.chars_per_token,
-                max_admissible=DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
+                max_admissible=max_admissible,
             )
         self.step_timeout = step_timeout
         # An episode start may include a JVM boot and a game compile on a busy machine.
@@ -185,8 +199,10 @@ class EpisodeRunner:
             "env": self.env_name,
             "policy": self.policy.describe(),
             "env_options": self.env_options,
+            "protocol": self.protocol,
             "max_steps": self.max_steps,
             "state": asdict(self.state_config),
+            "max_admissible_in_prompt": self.max_admissible,
             "max_prompt_tokens": self.max_prompt_tokens,
             "tokenizer": self.tokenizer,
             "seed": self.seed,
@@ -291,7 +307,7 @@ class EpisodeRunner:
         if isinstance(answer, Started):
             episode.begun = True
             episode.description = answer.task_description
-            episode.max_steps = self.max_steps or answer.max_steps
+            episode.max_steps = self._step_limit(episode.task) or answer.max_steps
             episode.score_scale = answer.score_scale
             episode.started = time.monotonic()
             self._observe(episode, answer.first)
@@ -315,6 +331,9 @@ class EpisodeRunner:
         if answer.done or len(episode.transcript) >= episode.max_steps:
             episode.env_done = answer.done
             self._finish(slot, log)
+
+    def _step_limit(self, task: EnvTask) -> int | None:
+        return self.max_steps.get(task.name) if isinstance(self.max_steps, dict) else self.max_steps
 
     @staticmethod
     def _observe(episode: EvalEpisode, step: EnvStep) -> None:
@@ -340,7 +359,7 @@ class EpisodeRunner:
         """Each state's agent prompt and, with a budget, its token count: as the data renders it
         (fitted to the budget as the data's rows are); None where it cannot fit."""
         if self.budget is None:
-            return [(agent_messages(state), None) for state in states]
+            return [(agent_messages(state, max_admissible=self.max_admissible), None) for state in states]
         fits = agent_prompt_fits(self.budget, states)
         return [None if fit is None else (fit.messages, fit.tokens) for fit in fits]
 
@@ -455,7 +474,7 @@ class EpisodeRunner:
         """The episode's environment failed: replace a dead or hung worker, retry or record the error."""
         episode = slot.episode
         slot.episode = None
-        if hung or not slot.worker.process.is_alive():
+        if hung or slot.worker.broken or not slot.worker.process.is_alive():
             slot.worker.restart()
             self.stats.worker_restarts += 1
         if episode is None:

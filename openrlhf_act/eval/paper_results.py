@@ -18,6 +18,29 @@ BENCHMARK_TITLES = {
 }
 SCIENCEWORLD_METRIC = {"v1": "next-action accuracy %", "v2": "episode score 0-100"}
 
+# The evaluation protocol (``openrlhf_act.eval.protocols``: name, split) each column of the paper's episode
+# tables is read as. The paper names no protocol; our reading: ALFWorld's figures are multiples of 1/140
+# and 1/134 (35.71 = 50/140, 27.61 = 37/134), WebShop's of 0.2 = 1/500 (2.80, 7.40, 31.60), so they are
+# the 140 / 134 games and 500 goals; the step limits are not stated. ScienceWorld's v2 episode score is
+# read as ETO's test set, which the paper's Early Experience baseline uses (unverified: the paper gives
+# no episode count). v1's ScienceWorld column is next-action accuracy on held-out expert states
+# (``eval next-action``), not an episode protocol.
+PROTOCOLS: dict[str, tuple[str, str]] = {
+    "alfworld_seen": ("alfworld-seen", "valid_seen"),
+    "alfworld_unseen": ("alfworld-unseen", "valid_unseen"),
+    "webshop": ("webshop-500", "test"),
+    "scienceworld": ("sciworld-eto", "test"),
+}
+NEXT_ACTION = "next-action"  # v1's ScienceWorld column: offline next-action accuracy
+
+
+def protocol_of(benchmark: str, version: str) -> str:
+    """The protocol name of a paper column in ``version`` (``next-action`` for v1's ScienceWorld)."""
+    if version == "v1" and benchmark == "scienceworld":
+        return NEXT_ACTION
+    return PROTOCOLS[benchmark][0]
+
+
 # method -> (ALFWorld seen, ALFWorld unseen, WebShop, ScienceWorld next-action accuracy)
 V1: dict[str, tuple[float, float, float, float]] = {
     "Prompt, no thinking": (35.71, 27.61, 2.80, 28.01),
@@ -50,7 +73,7 @@ JUDGMENT_V2: dict[str, float] = {
 
 
 def paper_rows(version: str) -> dict[str, tuple[str, ...]]:
-    """Method -> formatted cells in :data:`BENCHMARKS` order."""
+    """Method -> formatted cells in :data:`BENCHMARKS` order (each in its column's :func:`protocol_of`)."""
     if version == "v1":
         return {m: tuple(f"{v:.2f}" for v in values) for m, values in V1.items()}
     if version == "v2":

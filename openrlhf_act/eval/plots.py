@@ -8,6 +8,11 @@ from typing import Any
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.summary import episode_scores
 
+# One bar of the benchmark plot: (name, mean, std or None, the paper's).
+Bar = tuple[str, float, float | None, bool]
+# One episode run's column: (name, run directory, summary, that column's figures).
+EpisodeSeries = tuple[str, Path, dict[str, Any], dict[str, Any]]
+
 
 def _pyplot():
     try:
@@ -20,26 +25,53 @@ def _pyplot():
     return plt
 
 
-def write_plots(runs: list[tuple[str, Path, dict[str, Any]]], out: Path) -> list[Path]:
-    """Per-task success, score distributions (episode runs) and position bias (judgment runs)."""
+def write_plots(
+    out: Path,
+    *,
+    benchmarks: dict[str, list[Bar]],
+    episodes: list[EpisodeSeries],
+    judged: list[tuple[str, dict[str, Any]]],
+) -> list[Path]:
+    """Our runs next to the paper's per protocol column (``benchmarks``: column title -> bars), per-task
+    success and score distributions (episode runs) and position bias (judgment runs)."""
     plt = _pyplot()
     written = []
-    episode_runs = [(label, d, s) for label, d, s in runs if s["kind"] == "episodes"]
-    if episode_runs:
-        written.append(_per_task_success(plt, episode_runs, out / "per_task_success.png"))
-        written.append(_score_distributions(plt, episode_runs, out / "score_distribution.png"))
-    judged = [(label, s) for label, _, s in runs if s["kind"] == "judgment"]
+    if benchmarks:
+        written.append(_benchmarks(plt, benchmarks, out / "benchmarks.png"))
+    if episodes:
+        written.append(_per_task_success(plt, episodes, out / "per_task_success.png"))
+        written.append(_score_distributions(plt, episodes, out / "score_distribution.png"))
     if judged:
         written.append(_position_bias(plt, judged, out / "position_bias.png"))
     return written
 
 
+def _benchmarks(plt, benchmarks: dict[str, list[Bar]], path: Path) -> Path:
+    """One panel per column: our runs' mean ± std over seeds, then the paper's methods (grey)."""
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.5 * len(benchmarks), 4.5), squeeze=False)
+    for ax, (title, bars) in zip(axes[0], benchmarks.items()):
+        positions = list(range(len(bars)))
+        ax.bar(
+            positions,
+            [mean for _, mean, _, _ in bars],
+            yerr=[std or 0.0 for _, _, std, _ in bars],
+            color=["0.7" if paper else "C0" for *_, paper in bars],
+        )
+        ax.set_xticks(positions)
+        ax.set_xticklabels([name for name, *_ in bars], rotation=40, ha="right", fontsize=7)
+        ax.set_ylim(0, 105)
+        ax.set_title(title, fontsize=8, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _per_task_success(plt, runs, path: Path) -> Path:
-    series = {}
-    for label, _, summary in runs:
-        for split, figures in summary["splits"].items():
-            for task, t in figures["tasks"].items():
-                series.setdefault(f"{label} [{summary['env']} {split}]", {})[task] = t["success_rate"] or 0.0
+    series: dict[str, dict[str, float]] = {}
+    for name, _, _, figures in runs:
+        for task, t in figures["tasks"].items():
+            series.setdefault(name, {})[task] = t["success_rate"] or 0.0
     tasks = sorted({t for values in series.values() for t in values})
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(tasks) + 2), 4.5))
@@ -59,8 +91,8 @@ def _per_task_success(plt, runs, path: Path) -> Path:
 
 
 def _score_distributions(plt, runs, path: Path) -> Path:
-    labels = [f"{label} [{s['env']}]" for label, _, s in runs]
-    data = [episode_scores(directory) or [0.0] for _, directory, _ in runs]
+    labels = [name for name, *_ in runs]
+    data = [episode_scores(directory, summary) or [0.0] for _, directory, summary, _ in runs]
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels) + 2), 4))
     ax.boxplot(data, showmeans=True)
     ax.set_xticks(range(1, len(labels) + 1))

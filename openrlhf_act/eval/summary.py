@@ -4,17 +4,20 @@ evaluation run's summary files.
 Success rate is the share of finished episodes the environment counts as won (ScienceWorld: score
 100; ALFWorld: the goal reached; WebShop: purchase reward 1.0). Score is the episode's final score
 normalized to 0..100 (ScienceWorld's own scale; ALFWorld 0/100; WebShop reward x 100); negative
-ScienceWorld failure scores count as 0. ``micro`` averages over episodes, ``macro`` over tasks (the
-ScienceWorld convention). Errored episodes are counted and reported, never averaged in.
+ScienceWorld failure scores count as 0. A protocol whose score metric is ``max`` (ETO's ScienceWorld)
+scores an episode by the highest score it reached instead, read from its transcript. ``micro`` averages
+over episodes, ``macro`` over tasks (the ScienceWorld convention). Errored episodes are counted and
+reported, never averaged in. The summary names the run's protocol (None for an ad-hoc selection) and seed.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from openrlhf_act.envs.base import normalized_score
 from openrlhf_act.files import read_jsonl, write_json, write_text
 
 SUMMARY_JSON = "summary.json"
@@ -37,7 +40,27 @@ def latest_records(records: Iterable[dict[str, Any]], keys: Sequence[str] | None
 OVER_BUDGET = "prompt_over_budget"  # an episode's status: a step's prompt could not fit --max-prompt-tokens
 
 
-def _episode_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+Score = Callable[[dict[str, Any]], float]  # a finished episode's record -> its score on 0..1
+
+
+def _final_score(record: dict[str, Any]) -> float:
+    return record["normalized_score"]
+
+
+def _max_score(env: str | None) -> Score:
+    """The highest score an episode reached (the last step's score too), on 0..1."""
+    from openrlhf_act.envs.registry import env_class
+
+    scale = env_class(env or "").score_scale
+
+    def score(record: dict[str, Any]) -> float:
+        reached = [record["score"], *(step.get("score", 0.0) for step in record.get("transcript", ()))]
+        return normalized_score(max(reached), scale)
+
+    return score
+
+
+def _episode_figures(records: list[dict[str, Any]], score: Score = _final_score) -> dict[str, Any]:
     """Success rate, normalized score, steps and bad actions per step of finished episodes; errors counted."""
     done = [r for r in records if r.get("status") == "ok"]
     steps = sum(r["steps"] for r in done)
@@ -47,7 +70,7 @@ def _episode_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
         "finished": n,
         "errors": len(records) - n,
         "success_rate": 100.0 * sum(r["won"] for r in done) / n if n else None,
-        "mean_score": 100.0 * sum(r["normalized_score"] for r in done) / n if n else None,
+        "mean_score": 100.0 * sum(score(r) for r in done) / n if n else None,
         "mean_steps": steps / n if n else None,
         "invalid_per_step": sum(r["invalid_actions"] for r in done) / steps if steps else None,
         "unparseable_per_step": sum(r["unparseable"] for r in done) / steps if steps else None,
@@ -62,17 +85,21 @@ def _macro(tasks: dict[str, dict[str, Any]], key: str) -> float | None:
 def summarize_episodes(
     records: Iterable[dict[str, Any]], *, config: dict[str, Any], keys: Sequence[str] | None = None
 ) -> dict[str, Any]:
-    """``{"kind": "episodes", "env", "policy", "splits": {split: {"micro", "macro", "tasks"}}}``."""
+    """``{"kind": "episodes", "env", "policy", "protocol", "seed", "score_metric", "splits": {split: {"micro",
+    "macro", "tasks"}}}``; ``config`` is the run's ``run.json``."""
     chosen = latest_records(records, keys)
+    protocol = config.get("protocol")
+    metric = protocol["score_metric"] if protocol else "final"
+    score = _max_score(config.get("env")) if metric == "max" else _final_score
     by_split: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in chosen:
         by_split[record.get("split") or "-"][record["task"]].append(record)
     splits = {}
     for split, tasks in sorted(by_split.items()):
-        per_task = {task: _episode_figures(rows) for task, rows in sorted(tasks.items())}
+        per_task = {task: _episode_figures(rows, score) for task, rows in sorted(tasks.items())}
         everything = [r for rows in tasks.values() for r in rows]
         splits[split] = {
-            "micro": _episode_figures(everything),
+            "micro": _episode_figures(everything, score),
             "macro": {k: _macro(per_task, k) for k in ("success_rate", "mean_score")},
             "tasks": per_task,
         }
@@ -80,6 +107,9 @@ def summarize_episodes(
         "kind": "episodes",
         "env": config.get("env"),
         "policy": config.get("policy"),
+        "protocol": protocol,
+        "seed": config.get("seed"),
+        "score_metric": metric,
         "episodes": len(chosen),
         "errors": sum(r.get("status") != "ok" for r in chosen),
         "splits": splits,
@@ -115,6 +145,15 @@ def write_summary(out_dir: Path, summary: dict[str, Any], markdown: str) -> None
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The summary as Markdown tables, one per split."""
     lines = [title(f"{summary.get('env')} episodes", summary.get("policy")), ""]
+    protocol = summary.get("protocol")
+    if protocol:
+        lines += [
+            f"Protocol **{protocol['name']}** {protocol['split']} ({protocol['episodes']} episodes; score: "
+            f"{'highest reached' if protocol['score_metric'] == 'max' else 'final'}).",
+            "",
+        ]
+    else:
+        lines += ["Ad-hoc episode selection (no protocol).", ""]
     over_budget = summary.get("prompt_over_budget", 0)
     if summary.get("errors", 0) > over_budget:
         env_errors = summary["errors"] - over_budget
@@ -144,7 +183,8 @@ def _episode_cells(task: str, t: dict[str, Any]) -> tuple[Any, ...]:
     return (task, t["finished"], t["errors"], *rates, fmt(t["invalid_per_step"], 3), fmt(t["unparseable_per_step"], 3))
 
 
-def episode_scores(directory: Path) -> list[float]:
-    """Normalized (0..100) scores of a run's finished episodes."""
+def episode_scores(directory: Path, summary: dict[str, Any]) -> list[float]:
+    """Normalized (0..100) scores of a run's finished episodes, by the run's score metric."""
+    score = _max_score(summary.get("env")) if summary.get("score_metric") == "max" else _final_score
     records = latest_records(read_jsonl(directory / "episodes.jsonl", log=True))
-    return [100.0 * r["normalized_score"] for r in records if r.get("status") == "ok"]
+    return [100.0 * score(r) for r in records if r.get("status") == "ok"]

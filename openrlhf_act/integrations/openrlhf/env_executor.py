@@ -29,12 +29,13 @@ the sum OpenRLHF takes is the normalized final score. ``scores`` is the same val
 the same ``extra_logs`` keys: ``env_score``, ``env_won``, ``env_steps``, ``env_invalid_actions``,
 ``env_unparseable``, ``env_done`` (the environment ended the episode) and ``env_error``.
 
-**Simulators.** Each actor process keeps a pool of at most ``OPENRLHF_ACT_ENV_POOL`` (default 4)
-simulators per environment and reuses them across episodes (a ScienceWorld JVM costs a second to
-start). An episode holds one simulator from reset to its end; blocking simulator calls run in threads
-(``asyncio.to_thread``) so the actor's event loop keeps generating for other episodes. A simulator that
-fails is closed, never reused, and the episode ends with reward 0 and ``env_error`` = 1; every
-simulator is closed when its episode fails and when the process exits. ``OPENRLHF_ACT_ENV_OPTIONS`` (a
+**Simulators.** Each actor process keeps at most ``OPENRLHF_ACT_ENV_POOL`` (default 4) simulator worker
+processes per environment from the one environment pool (:mod:`openrlhf_act.envs.pool`) and reuses them
+across episodes (a ScienceWorld JVM costs a second to start). An episode holds one worker from reset to
+its end; its blocking requests run in threads (``asyncio.to_thread``) so the actor's event loop keeps
+generating for other episodes. A worker whose simulator crashed or hung is replaced before it serves
+again, and the episode ends with reward 0 and ``env_error`` = 1; every worker is closed when the
+process exits. ``OPENRLHF_ACT_ENV_OPTIONS`` (a
 JSON object ``{"alfworld": {"data_dir": ...}}``) passes adapter options;
 ``OPENRLHF_ACT_CHAT_TEMPLATE_KWARGS`` (JSON) is passed to the chat template (e.g. Qwen3's
 ``{"enable_thinking": false}``).

@@ -1,72 +1,79 @@
-"""The online executor's simulators: started in this process, reused across episodes.
+"""The online executor's simulators: environment worker processes (:mod:`openrlhf_act.envs.pool`), reused
+across episodes.
 
-A ScienceWorld JVM costs a second to start, so an actor keeps at most ``size`` simulators per
-environment. An episode holds one from reset to its end; blocking calls run in threads
-(``asyncio.to_thread``) so the actor's event loop keeps generating for other episodes. A simulator that
-failed is closed and never reused.
+A ScienceWorld JVM costs a second to start, so an actor keeps at most ``size`` workers per environment,
+each a process with its own simulator. An episode holds one worker from its start to its end; the
+blocking requests run in threads (``asyncio.to_thread``) so the actor's event loop keeps generating for
+other episodes. A worker that crashed or hung is replaced by :meth:`EnvWorker.request` itself and one
+whose simulator failed drops it, so every worker given back is fit for the next episode.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any
 
-from openrlhf_act.envs.base import TextEnv
-from openrlhf_act.envs.registry import make_env
-
-logger = logging.getLogger("openrlhf_act.env_executor")
+from openrlhf_act.envs.pool import DEFAULT_START_TIMEOUT, DEFAULT_STEP_TIMEOUT, START, EnvWorker
 
 
 class SimulatorPool:
-    """At most ``size`` (>= 1) simulators per environment in this process, reused across episodes."""
+    """At most ``size`` (>= 1) environment workers per environment in this process, reused across episodes."""
 
     def __init__(self, size: int, options: dict[str, dict[str, Any]]):
         self.size = size
         self.options = options
-        self._idle: dict[str, list[TextEnv]] = {}
+        self._idle: dict[str, list[EnvWorker]] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
-        self._all: set[TextEnv] = set()
+        self._all: list[EnvWorker] = []
+        # The last request per lent worker: one whose episode was cancelled goes on in its thread,
+        # and the worker is lent again only once it has answered (or been replaced).
+        self._in_flight: dict[EnvWorker, asyncio.Future[Any]] = {}
         self._lock = threading.Lock()
 
-    async def acquire(self, env_name: str) -> TextEnv:
+    async def acquire(self, env_name: str) -> EnvWorker:
         limit = self._limits.setdefault(env_name, asyncio.Semaphore(self.size))
         await limit.acquire()
         with self._lock:
             idle = self._idle.setdefault(env_name, [])
-            env = idle.pop() if idle else None
-        if env is not None:
-            return env
+            worker = idle.pop() if idle else None
+        if worker is not None:
+            return worker
         try:
-            env = await asyncio.to_thread(make_env, env_name, **self.options.get(env_name, {}))
+            worker = await asyncio.to_thread(EnvWorker, env_name, self.options.get(env_name, {}), len(self._all))
         except BaseException:
             limit.release()
             raise
         with self._lock:
-            self._all.add(env)
-        return env
+            self._all.append(worker)
+        return worker
 
-    async def release(self, env_name: str, env: TextEnv, *, broken: bool) -> None:
-        """Return a healthy simulator for reuse; close a broken one."""
-        if broken:
-            with self._lock:
-                self._all.discard(env)
-            await asyncio.to_thread(_close_quietly, env)
+    async def request(self, worker: EnvWorker, kind: str, payload: Any) -> Any:
+        """``worker``'s answer to one request (``START`` a task, ``STEP`` an action); raises
+        :class:`openrlhf_act.envs.pool.WorkerFailed` when the simulator failed, crashed or hung."""
+        timeout = DEFAULT_START_TIMEOUT if kind == START else DEFAULT_STEP_TIMEOUT
+        call = asyncio.ensure_future(asyncio.to_thread(worker.request, kind, payload, timeout))
+        self._in_flight[worker] = call
+        return await asyncio.shield(call)
+
+    def release(self, env_name: str, worker: EnvWorker) -> None:
+        """Give ``worker`` back for the next episode, once its last request has answered."""
+        call = self._in_flight.pop(worker, None)
+        if call is None or call.done():
+            self._give_back(env_name, worker, call)
         else:
-            with self._lock:
-                self._idle.setdefault(env_name, []).append(env)
+            call.add_done_callback(lambda done: self._give_back(env_name, worker, done))
+
+    def _give_back(self, env_name: str, worker: EnvWorker, call: asyncio.Future[Any] | None) -> None:
+        if call is not None and not call.cancelled():
+            call.exception()  # retrieved: a failure belonged to the episode, which reported it
+        with self._lock:
+            self._idle.setdefault(env_name, []).append(worker)
         self._limits[env_name].release()
 
     def close_all(self) -> None:
+        """Close every worker and its simulator (at process exit)."""
         with self._lock:
-            envs, self._all, self._idle = list(self._all), set(), {}
-        for env in envs:
-            _close_quietly(env)
-
-
-def _close_quietly(env: TextEnv) -> None:
-    try:
-        env.close()
-    except Exception as exc:  # a dead simulator may fail to close; it is dropped either way
-        logger.debug("closing %s failed: %s", env.name, exc)
+            workers, self._all, self._idle = self._all, [], {}
+        for worker in workers:
+            worker.close()
