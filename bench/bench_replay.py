@@ -23,28 +23,33 @@ from pathlib import Path
 from bench.common import BenchResult
 
 
-def _gold_file(path: Path, tasks: list[str], per_task: int) -> int:
-    """Write gold trajectories (canonical) for ``per_task`` train variations of each task; return steps."""
+def _gold_file(path: Path, tasks: list[str], per_task: int, *, admissible: bool = False) -> int:
+    """Write gold trajectories (canonical) for ``per_task`` train variations of each task, with the
+    admissible actions at every step or none (as public data); return how many steps."""
     from openrlhf_act.envs.base import EnvTask
     from openrlhf_act.envs.scienceworld import ScienceWorld
     from openrlhf_act.schema import Step, Trajectory
 
     lines, steps = [], 0
-    with ScienceWorld(gold_path=True) as env:
+    with ScienceWorld(gold_path=True, admissible=admissible) as env:
         for task in tasks:
             for variation in env.variations(task, "train")[:per_task]:
                 env.load(EnvTask("scienceworld", task, variation))
-                first = env.reset()
-                actions = env.expert_actions() or []
+                current, steps_of = env.reset(), []
+                for action in env.expert_actions() or []:
+                    steps_of.append(Step(current.observation, action, admissible=current.admissible))
+                    current = env.step(action)
+                    if current.done:
+                        break
                 record = Trajectory(
                     f"{task}/v{variation}",
                     "scienceworld",
                     env.task_description,
-                    tuple(Step(first.observation, a) for a in actions),
+                    tuple(steps_of),
                     meta={"task_name": task, "variation": variation},
                 )
                 lines.append(json.dumps(record.to_json()))
-                steps += len(actions)
+                steps += len(steps_of)
     path.write_text("\n".join(lines) + "\n")
     return steps
 

@@ -26,7 +26,7 @@ def _sciworld(tmp: Path, quick: bool) -> dict:
     from openrlhf_act.envs.scienceworld import FAST_TASKS
 
     source = tmp / "gold.jsonl"
-    _gold_file(source, list(FAST_TASKS[:2] if quick else FAST_TASKS[:4]), 1 if quick else 2)
+    _gold_file(source, list(FAST_TASKS[:2] if quick else FAST_TASKS[:4]), 1 if quick else 2, admissible=True)
     config = BuildConfig(inputs=(str(source),), sampler="admissible", verify_alternatives=True, verify_workers=2)
     build(config, tmp / "build", progress=False)
     return json.loads((tmp / "build" / "manifest.json").read_text())["verification"]
