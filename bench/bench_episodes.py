@@ -7,6 +7,7 @@
   other core), then measured runs alternate between them; the figure is the median of the rounds'
   ratios. Target: 2 workers >= 1.6x the episodes/s of 1 worker. This is the regime of an evaluation
   of a real size (thousands of episodes), and of several runs through one pool.
+* The same with each JVM on the serial garbage collector (``jvm_options``; reported, no target).
 * Throughput, cold start (reported, no target): the same test episodes from a fresh run, wall time
   including starting the workers and their JVMs. On a 2-core machine one cold JVM's JIT already keeps
   the second core busy (the CPU the environment processes used is printed), so a second worker, which
@@ -29,15 +30,16 @@ import time
 from bench.common import BenchResult, at_least, at_most
 
 BATCH_ENVS = 4
+SERIAL_GC = "-XX:+UseSerialGC"  # no concurrent GC threads competing with the other worker's simulator
 UNIFORM_TASK = "lifespan-longest-lived"
 
 
-def _runner(tasks, out, **kwargs):
+def _runner(tasks, out, options=None, **kwargs):
     from openrlhf_act.envs.registry import expert_options
     from openrlhf_act.eval.episodes import EpisodeRunner
     from openrlhf_act.eval.policies import ExpertPolicy
 
-    options = expert_options("scienceworld")
+    options = expert_options("scienceworld") if options is None else options
     return EpisodeRunner("scienceworld", tasks, ExpertPolicy(), out, env_options=options, progress=False, **kwargs)
 
 
@@ -65,18 +67,19 @@ def _cold(tasks, workers: int):
 def _through(pool, tasks) -> float:
     """Episodes/s of one run through ``pool``."""
     with tempfile.TemporaryDirectory() as out:
-        runner = _runner(tasks, out, pool=pool)
+        runner = _runner(tasks, out, pool.options, pool=pool)
         started = time.perf_counter()
         _checked(runner)
         return len(tasks) / (time.perf_counter() - started)
 
 
-def _steady(warm, tasks, warm_runs: int, rounds: int) -> tuple[list[float], list[float]]:
-    """Episodes/s of 1 and of 2 warmed workers, measured in alternating rounds."""
+def _steady(warm, tasks, warm_runs: int, rounds: int, **jvm) -> tuple[list[float], list[float]]:
+    """Episodes/s of 1 and of 2 warmed workers, measured in alternating rounds (``jvm``: adapter
+    options such as ``jvm_options``)."""
     from openrlhf_act.envs.pool import WorkerPool
     from openrlhf_act.envs.registry import expert_options
 
-    options = expert_options("scienceworld")
+    options = {**expert_options("scienceworld"), **jvm}
     with WorkerPool("scienceworld", options, 1) as one, WorkerPool("scienceworld", options, 2) as two:
         for pool in (one, two):  # the same number of warm-up episodes per worker
             for _ in range(warm_runs * len(pool.workers)):
@@ -115,6 +118,8 @@ def run(quick: bool) -> list[BenchResult]:
     two, cold_two, cores_two = _cold(tasks, 2)
     rates_one, rates_two = _steady(warm, tasks, warm_runs, rounds)
     ratios = [b / a for a, b in zip(rates_one, rates_two)]
+    serial_one, serial_two = _steady(warm, tasks, warm_runs, rounds, jvm_options=SERIAL_GC)
+    serial = [b / a for a, b in zip(serial_one, serial_two)]
     same_length = equal_length_variations(UNIFORM_TASK, BATCH_ENVS)
     uniform = resolve_episodes("scienceworld", split="test", tasks=[UNIFORM_TASK], variations=same_length)
     with tempfile.TemporaryDirectory() as out:
@@ -143,6 +148,15 @@ def run(quick: bool) -> list[BenchResult]:
             1.6,
             "x",
             "median of rounds " + ", ".join(f"{r:.2f}" for r in ratios),
+        ),
+        BenchResult(
+            "speed-up 2 workers vs 1, warm, serial GC",
+            statistics.median(serial),
+            "x",
+            "-",
+            True,
+            f"--env-option jvm_options={SERIAL_GC}; {statistics.median(serial_one):.2f} vs "
+            f"{statistics.median(serial_two):.2f} ep/s; rounds " + ", ".join(f"{r:.2f}" for r in serial),
         ),
         BenchResult(
             "speed-up 2 workers vs 1, cold start",

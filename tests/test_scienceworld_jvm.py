@@ -61,3 +61,19 @@ def test_simulators_sharing_a_jvm_are_not_independent():
     first_shared, second_shared = _transcripts(FIRST, SECOND)
     assert first_shared[-1][1:] == second_shared[-1][1:] == (100, True)
     assert (first_shared, second_shared) != (first_alone, second_alone)
+
+
+def test_jvm_options_reach_the_simulators_jvm_only():
+    """``jvm_options`` (``--env-option jvm_options=...``) are flags of this adapter's JVM, and this
+    process's environment is left as it was."""
+    import os
+    from pathlib import Path
+
+    from openrlhf_act.envs.scienceworld import ScienceWorld
+
+    before = os.environ.get("JAVA_TOOL_OPTIONS")
+    with ScienceWorld(jvm_options="-XX:+UseSerialGC") as env:
+        environ = Path(f"/proc/{env.java_pid}/environ").read_bytes().split(b"\0")
+        assert b"JAVA_TOOL_OPTIONS=" + b" ".join([*(before or "").encode().split(), b"-XX:+UseSerialGC"]) in environ
+        assert env.task_names
+    assert os.environ.get("JAVA_TOOL_OPTIONS") == before

@@ -9,8 +9,12 @@ gold path's next action (``EnvStep.expert``), which is right while the episode f
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
+import threading
+from collections.abc import Iterator, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -66,6 +70,27 @@ FAST_TASKS = (
 )
 
 
+_ENVIRON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _java_tool_options(flags: list[str]) -> Iterator[None]:
+    """``JAVA_TOOL_OPTIONS`` with ``flags`` added while a JVM starts (every JVM reads it at start)."""
+    if not flags:
+        yield
+        return
+    with _ENVIRON_LOCK:
+        before = os.environ.get("JAVA_TOOL_OPTIONS")
+        os.environ["JAVA_TOOL_OPTIONS"] = " ".join([*(before.split() if before else []), *flags])
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["JAVA_TOOL_OPTIONS"]
+            else:
+                os.environ["JAVA_TOOL_OPTIONS"] = before
+
+
 def step_limit(task_name: str) -> int:
     return max(30, 2 * GOLD_LENGTHS.get(task_name, DEFAULT_GOLD_LENGTH))
 
@@ -87,15 +112,20 @@ class ScienceWorld(TextEnv):
         gold_path: bool = False,
         max_steps: int | None = None,
         admissible: bool = False,
+        jvm_options: Sequence[str] | str = (),
     ):
         """``admissible``: list the valid actions after every step (500+ strings, about half of a
-        step's cost in the JVM). Data collection stores them; playing needs only the observation."""
+        step's cost in the JVM). Data collection stores them; playing needs only the observation.
+        ``jvm_options``: extra flags for this simulator's JVM (e.g. ``-XX:+UseSerialGC``: no GC
+        threads competing with another worker's simulator), given to it through ``JAVA_TOOL_OPTIONS``
+        (the package's launcher takes none)."""
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise EnvError("ScienceWorld is not installed: pip install 'openrlhf-act[envs]' (needs Java 17)") from exc
         try:
-            self._env = ScienceWorldEnv("", envStepLimit=10_000)
+            with _java_tool_options(jvm_options.split() if isinstance(jvm_options, str) else list(jvm_options)):
+                self._env = ScienceWorldEnv("", envStepLimit=10_000)
         except Exception as exc:
             raise EnvError(f"could not start ScienceWorld's JVM (is Java 17 installed?): {exc}") from exc
         self._simplification = simplification
