@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from openrlhf_act.envs.alfworld import DEFAULT_MAX_STEPS as ALFWORLD_STEPS
 from openrlhf_act.envs.base import EnvTask, TextEnv
 from openrlhf_act.envs.registry import make_env, resolve_episodes
 from openrlhf_act.errors import UsageError
@@ -234,7 +235,7 @@ PROTOCOLS: dict[str, Protocol] = {
             description="ALFWorld valid_seen: 140 games, 50 steps, success rate",
             source="ALFWorld's collect_game_files filter; max_nb_steps_per_episode 50 (base_config.yaml)",
             splits={"valid_seen": Selection("valid_seen", 140)},
-            max_steps=50,
+            max_steps=ALFWORLD_STEPS,
             figure="success_rate",
         ),
         Protocol(
@@ -243,7 +244,7 @@ PROTOCOLS: dict[str, Protocol] = {
             description="ALFWorld valid_unseen: 134 games, 50 steps, success rate",
             source="ALFWorld's collect_game_files filter; max_nb_steps_per_episode 50 (base_config.yaml)",
             splits={"valid_unseen": Selection("valid_unseen", 134)},
-            max_steps=50,
+            max_steps=ALFWORLD_STEPS,
             figure="success_rate",
         ),
         Protocol(
