@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from data_tools.cache import SampleCache, request_key
+from data_tools.cache import SampleCache
 from openrlhf_act.actions import OK, Completion, match_admissible, normalize_action, read_action
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, agent_messages
 from openrlhf_act.sampling import Sampler, SampleRequest
@@ -120,21 +120,12 @@ def sample_alternatives(
                 )
                 for s in chunk
             ]
-            keys = [request_key(fingerprint, r.messages, r.n, r.seed, r.admissible, r.expert) for r in requests]
-            completions: list[list[Completion] | None] = [cache.get(k) for k in keys]
-            missing = [i for i, c in enumerate(completions) if c is None]
+            completions, cached = cache.sample(requests, sampler, fingerprint)
             stats.requests += len(requests)
-            stats.cached_requests += len(requests) - len(missing)
-            if missing:
-                fresh = sampler.sample([requests[i] for i in missing])
-                if len(fresh) != len(missing):
-                    raise RuntimeError(f"sampler {sampler.name!r} returned {len(fresh)} results for {len(missing)}")
-                cache.put_many([(keys[i], list(texts)) for i, texts in zip(missing, fresh)])
-                for i, texts in zip(missing, fresh):
-                    completions[i] = list(texts)
+            stats.cached_requests += cached
             for state, texts in zip(chunk, completions):
                 bucket = kept[state.key]
-                for text in texts or []:
+                for text in texts:
                     if len(bucket) >= config.alternatives:
                         break
                     action, reason = classify(text, state, bucket, config.require_admissible)

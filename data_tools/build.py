@@ -37,7 +37,7 @@ from openrlhf_act.prompt_budget import (
     prompt_manifest,
 )
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
-from openrlhf_act.schema import ContrastPair, State, decode_judgment_label
+from openrlhf_act.schema import JUDGE_REASONING, ContrastPair, State, decode_judgment_label
 from openrlhf_act.states import StateConfig, observation_clipped, states_from_trajectory
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class BuildConfig(FittedConfig):
     eval_ratio: float = 0.1
     split_by: str = "task_id"
     verdict_tag: str = "answer"
+    judge_reasoning: str = "free"  # "none": the no-reasoning control's prompts and labels
     max_admissible_in_prompt: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT
     state: StateConfig = field(default_factory=StateConfig)
     sampler: str = "admissible"
@@ -84,6 +85,8 @@ class BuildConfig(FittedConfig):
             raise ValueError("--max-prompt-tokens must be positive")
         if self.on_error not in ("fail", "skip"):
             raise ValueError("--on-error must be 'fail' or 'skip'")
+        if self.judge_reasoning not in JUDGE_REASONING:
+            raise ValueError(f"--judge-reasoning must be one of {', '.join(JUDGE_REASONING)}")
 
     def alternative_config(self) -> AlternativeConfig:
         return AlternativeConfig(
@@ -221,6 +224,7 @@ def build(config: BuildConfig, out_dir: str | Path, *, sampler=None, progress: b
             tag=config.verdict_tag,
             budget=budgets[split],
             verified=labels,
+            reasoning=config.judge_reasoning,
         )
         for split in ("train", "eval")
     }

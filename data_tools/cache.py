@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from openrlhf_act.actions import Completion
 from openrlhf_act.files import RecordLog, read_jsonl
+from openrlhf_act.sampling import Sampler, SampleRequest
 
 
 def request_key(
@@ -52,6 +54,23 @@ class SampleCache:
 
     def get(self, key: str) -> list[Completion] | None:
         return self._entries.get(key)
+
+    def sample(
+        self, requests: Sequence[SampleRequest], sampler: Sampler, fingerprint: dict[str, Any]
+    ) -> tuple[list[list[Completion]], int]:
+        """Completions per request, from the cache where it holds them, the rest asked of ``sampler``
+        in one call and cached; also how many requests were answered from the cache."""
+        keys = [request_key(fingerprint, r.messages, r.n, r.seed, r.admissible, r.expert) for r in requests]
+        found: list[list[Completion] | None] = [self.get(k) for k in keys]
+        missing = [i for i, c in enumerate(found) if c is None]
+        if missing:
+            fresh = sampler.sample([requests[i] for i in missing])
+            if len(fresh) != len(missing):
+                raise RuntimeError(f"sampler {sampler.name!r} returned {len(fresh)} results for {len(missing)}")
+            self.put_many([(keys[i], list(texts)) for i, texts in zip(missing, fresh)])
+            for i, texts in zip(missing, fresh):
+                found[i] = list(texts)
+        return [texts or [] for texts in found], len(requests) - len(missing)
 
     def put_many(self, items: list[tuple[str, list[Completion]]]) -> None:
         for key, completions in items:

@@ -6,26 +6,38 @@ task split as ACT data, written to ``OUT/{train,eval}.jsonl`` + a manifest. One 
 * ``next_action``: agent prompts labelled with the expert action and admissible actions (RL stage);
 * ``dpo``: agent prompt, chosen = expert, rejected = the build's sampled alternative (DPO control);
 * ``sft_choice``: contrast prompt -> bare verdict (SFT-on-choice control);
+* ``reflection``: agent prompt -> a model-written rationale + the expert action (Early Experience's
+  self-reflection baseline, ``data_tools.reflection``);
 * ``online_env``: one row per episode naming the environment task to play live
   (``openrlhf_act/integrations/openrlhf/env_executor.py``, beyond the paper).
 
-The others read trajectories; ``dpo`` and ``sft_choice`` read a ``data build`` output directory so
-they use exactly the pairs the ACT stage saw. With ``--build DIR`` every kind takes that build's inputs,
-state settings and split (seed, ratio, mode) from its manifest, so every stage of a pipeline holds out
-exactly the same tasks.
+The others read trajectories; ``dpo``, ``sft_choice`` and ``reflection`` read a ``data build`` output
+directory so they use exactly the pairs the ACT stage saw. With ``--build DIR`` every kind takes that
+build's inputs, state settings and split (seed, ratio, mode) from its manifest, so every stage of a
+pipeline holds out exactly the same tasks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from data_tools.build import manifest_head, sequence_of
+from data_tools.cache import SampleCache
 from data_tools.pairs import pair_from_json
+from data_tools.reflection import (
+    NO_RATIONALE,
+    ReflectionConfig,
+    ReflectionStats,
+    items_of,
+    reflection_row,
+    sample_rationales,
+)
 from data_tools.splits import eval_groups, split_of
 from openrlhf_act.envs.alfworld import task_type_of
 from openrlhf_act.envs.base import EnvTask
@@ -42,6 +54,7 @@ from openrlhf_act.prompt_budget import (
     prompt_manifest,
 )
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, action_response, episode_messages, verdict_response
+from openrlhf_act.sampling import Sampler
 from openrlhf_act.schema import (
     ContrastPair,
     NextActionLabel,
@@ -53,9 +66,10 @@ from openrlhf_act.schema import (
 from openrlhf_act.states import StateConfig, states_from_trajectory
 
 TRAJECTORY_KINDS = ("sft", "sft_multiturn", "next_action", "online_env")
-BUILD_KINDS = ("dpo", "sft_choice")
+BUILD_KINDS = ("dpo", "sft_choice", "reflection")
 EXPORT_KINDS = TRAJECTORY_KINDS + BUILD_KINDS
-PROMPT_KINDS = ("sft", "next_action", "dpo", "sft_choice")  # rows with one prompt, fitted to the prompt budget
+PROMPT_KINDS = ("sft", "next_action", "dpo", "sft_choice", "reflection")  # rows with one prompt, fitted to the budget
+VerifiedPair = tuple[ContrastPair, dict[str, Any] | None]  # a build's pair and the environment's verdict on it
 MANIFEST_SCHEMA = "openrlhf-act/export-manifest/v1"
 
 
@@ -133,20 +147,27 @@ def state_rows(
 def build_rows(kind: str, build_dir: Path, budgets: dict[str, PromptBudget]) -> dict[str, list[dict[str, Any]]]:
     """Rows per split for ``dpo`` / ``sft_choice`` from a ``data build`` directory, within ``budgets``."""
     if kind == "dpo":
-        return {split: _dpo_rows(pairs, budgets[split]) for split, pairs in _build_pairs(build_dir).items()}
+        return {
+            split: _dpo_rows([pair for pair, _ in pairs], budgets[split])
+            for split, pairs in _build_pairs(build_dir).items()
+        }
     if kind == "sft_choice":
         return {split: _sft_choice_rows(build_dir, split, budgets[split]) for split in ("train", "eval")}
     raise ValueError(f"{kind!r} is not an export from a build directory")
 
 
-def _build_pairs(build_dir: Path) -> dict[str, list[ContrastPair]]:
+def _build_pairs(build_dir: Path) -> dict[str, list[VerifiedPair]]:
+    """The build's pairs per split, each with the environment's verdict when the build verified it."""
     source = build_dir / "pairs.jsonl"
     if not source.exists():
         raise DataError(f"{source} not found: run `openrlhf-act data build --out {build_dir}` first")
-    pairs: dict[str, list[ContrastPair]] = {"train": [], "eval": []}
-    for record in read_jsonl(source):
-        pair, split = pair_from_json(record)
-        pairs[split].append(pair)
+    pairs: dict[str, list[VerifiedPair]] = {"train": [], "eval": []}
+    for line_no, record in enumerate(read_jsonl(source), 1):
+        try:
+            pair, split = pair_from_json(record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"not a pair record ({exc!r})", where=f"{source}:{line_no}") from None
+        pairs[split].append((pair, record.get("verified")))
     return pairs
 
 
@@ -165,6 +186,66 @@ def _dpo_rows(pairs: list[ContrastPair], budget: PromptBudget) -> list[dict[str,
         if pair.state.key in by_key
         for alternative in pair.alternatives
     ]
+
+
+def reflection_rows(
+    build_dir: Path,
+    budgets: dict[str, PromptBudget],
+    config: ReflectionConfig,
+    out_dir: Path,
+    *,
+    seed: int,
+    sampler: Sampler | None = None,
+    progress: bool | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Rows per split for ``reflection`` and the manifest's record of how they were made. Completions
+    are cached in ``out_dir/.cache`` as they arrive, so a rerun resumes without asking again."""
+    from tqdm import tqdm
+
+    from data_tools.samplers import make_sampler
+
+    pairs = _build_pairs(build_dir)
+    items = {}
+    for split, verified_pairs in pairs.items():
+        fits = fit_agent_prompts(budgets[split], [pair.state for pair, _ in verified_pairs])
+        items[split] = items_of(verified_pairs, {fit.state.key: fit for fit in fits})
+    own_sampler = sampler is None
+    if sampler is None:
+        sampler = make_sampler(config.sampler, **config.options())
+    stats = ReflectionStats()
+    cache = SampleCache(out_dir / ".cache" / f"reflection-{config.sampler}.jsonl")
+    everything = items["train"] + items["eval"]
+    try:
+        disable = None if progress is None else not progress
+        with tqdm(total=len(everything), desc=f"reflect ({config.sampler})", unit="pair", disable=disable) as bar:
+            kept = sample_rationales(everything, sampler, cache, config, stats, seed=seed, progress=bar)
+        fingerprint = sampler.fingerprint()
+    finally:
+        cache.close()
+        if own_sampler:
+            sampler.close()
+    print(
+        f"reflection: {len(kept)} of {len(everything)} rationales kept; {stats.cached_requests} of "
+        f"{stats.requests} requests answered from the cache",
+        file=sys.stderr,
+    )
+    rows = {split: [reflection_row(i, kept[i.key]) for i in items[split] if i.key in kept] for split in items}
+    record = {
+        "sampler": {"name": config.sampler, "fingerprint": fingerprint},
+        "reflection": {
+            **stats.to_json(),
+            **{
+                split: {
+                    "asked": len(items[split]),
+                    "kept": len(rows[split]),
+                    NO_RATIONALE: len(items[split]) - len(rows[split]),
+                }
+                for split in items
+            },
+        },
+        "drops": dict(sorted(stats.rejected.items())),
+    }
+    return rows, record
 
 
 def _sft_choice_rows(build_dir: Path, split: str, budget: PromptBudget) -> list[dict[str, Any]]:
@@ -209,13 +290,17 @@ class ExportConfig(FittedConfig):
     with_thought: bool = False
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS
     tokenizer: str | None = None
+    reflection: ReflectionConfig | None = None  # kind "reflection": where the rationales come from
 
     def __post_init__(self) -> None:
         if self.max_prompt_tokens <= 0:
             raise ValueError("--max-prompt-tokens must be positive")
+        if (self.kind == "reflection") != (self.reflection is not None):
+            raise ValueError("--kind reflection needs a sampler of rationales, and only it takes one")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ExportConfig:
+    def from_args(cls, args: argparse.Namespace, reflection: ReflectionConfig | None = None) -> ExportConfig:
+        """The configuration of ``data export`` (``reflection``: the rationale sampler, kind reflection)."""
         base: dict[str, Any] = {}
         if args.build:
             base = _settings_from_build(Path(args.build))
@@ -244,6 +329,7 @@ class ExportConfig(FittedConfig):
             if args.max_prompt_tokens is None
             else args.max_prompt_tokens,
             tokenizer=args.tokenizer or base.get("tokenizer"),
+            reflection=reflection,
         )
 
 
@@ -272,34 +358,64 @@ def _settings_from_build(build_dir: Path) -> dict[str, Any]:
     }
 
 
-def export(config: ExportConfig, out_dir: Path) -> dict[str, Any]:
-    """Write ``out_dir/{train,eval}.jsonl`` and the manifest (last); return the manifest."""
+def export(
+    config: ExportConfig, out_dir: Path, *, sampler: Sampler | None = None, progress: bool | None = None
+) -> dict[str, Any]:
+    """Write ``out_dir/{train,eval}.jsonl`` and the manifest (last); return the manifest. ``sampler``
+    (kind reflection) may be injected, else it is made from the config; ``progress`` None shows a bar
+    only on a terminal."""
     budgets: dict[str, PromptBudget] = {}
     if config.kind in PROMPT_KINDS:
         budgets["train"] = config.prompt_budget()
         budgets["eval"] = budgets["train"].sibling()
-    if config.kind in BUILD_KINDS:
+    made: dict[str, Any] = {}
+    if config.reflection is not None:
+        assert config.build_dir is not None
+        rows, made = reflection_rows(
+            Path(config.build_dir),
+            budgets,
+            config.reflection,
+            out_dir,
+            seed=config.seed,
+            sampler=sampler,
+            progress=progress,
+        )
+    elif config.kind in BUILD_KINDS:
         assert config.build_dir is not None
         rows = build_rows(config.kind, Path(config.build_dir), budgets)
     else:
         rows = _trajectory_rows(config, budgets)
     if not rows["train"] and not rows["eval"]:
-        raise DataError(no_rows_reason(config, budgets))
+        raise DataError(no_rows_reason(config, budgets, made.get("drops")))
     write_jsonl(out_dir / "train.jsonl", rows["train"])
     write_jsonl(out_dir / "eval.jsonl", rows["eval"])
     manifest = {
         **manifest_head(MANIFEST_SCHEMA, {**asdict(config), "inputs": list(config.inputs)}, config.inputs),
         "counts": {"rows": {split: len(rows[split]) for split in rows}},
     }
+    if made:
+        manifest["sampler"] = made["sampler"]
+        manifest["counts"]["reflection"] = made["reflection"]
     if budgets:
         manifest["prompt_tokens"] = prompt_manifest(budgets)
         manifest["drops"] = {"prompt_budget": dropped_prompts(budgets.values())}
+    if made:
+        manifest["drops"]["reflection"] = made["drops"]
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
 
-def no_rows_reason(config: ExportConfig, budgets: dict[str, PromptBudget]) -> str:
-    """Why an export made no row at all, and what to do about it (the export then writes nothing)."""
+def no_rows_reason(
+    config: ExportConfig, budgets: dict[str, PromptBudget], rejected: dict[str, int] | None = None
+) -> str:
+    """Why an export made no row at all, and what to do about it (the export then writes nothing but,
+    for reflection, its sample cache). ``rejected``: the rationales dropped, by reason."""
+    if rejected:
+        return (
+            f"no reflection row: no rationale ended with the expert action (rejected: "
+            f"{', '.join(f'{k} {v}' for k, v in rejected.items())}); check the sampler's model and "
+            "--max-tokens, or raise --rounds / --samples-per-round"
+        )
     dropped = dropped_prompts(budgets.values())
     if dropped:
         return (

@@ -72,10 +72,15 @@ def candidates_with_gold_at(pair: ContrastPair, position: int) -> tuple[str, ...
 
 
 def contrast_row(
-    pair: ContrastPair, position: int, prompt: Messages, verified: dict[str, Any] | None = None
+    pair: ContrastPair,
+    position: int,
+    prompt: Messages,
+    verified: dict[str, Any] | None = None,
+    reasoning: str = "free",
 ) -> dict[str, Any]:
     """The row of ``pair`` with the expert at ``position``; ``prompt`` is its fitted judgment prompt;
-    ``verified`` goes into the label (the environment's verdict on the alternatives)."""
+    ``verified`` goes into the label (the environment's verdict on the alternatives), and so does
+    ``reasoning``, what the prompt asks for (the reward enforces "none")."""
     state = pair.state
     label = JudgmentLabel(
         answer=position + 1,
@@ -86,6 +91,7 @@ def contrast_row(
         env=state.env,
         step=state.step,
         verified=verified,
+        reasoning=reasoning,
     )
     return {"prompt": prompt, "label": encode_label(label), "datasource": state.env}
 
@@ -95,14 +101,19 @@ def fitted_contrast_rows(
     budget: PromptBudget,
     tag: str,
     verified: Mapping[str, dict[str, Any]] | None = None,
+    reasoning: str = "free",
 ) -> list[dict[str, Any]]:
     """Rows for (pair, gold position) within ``budget``; prompts that cannot fit are dropped (counted).
-    ``verified``: the environment's verdicts by state key, for the labels."""
-    frames = [(p.state, judgment_frame(p.state.env, candidates_with_gold_at(p, pos), tag=tag)) for p, pos in placed]
+    ``verified``: the environment's verdicts by state key, for the labels; ``reasoning``: what the
+    prompts ask for (``prompts.JUDGE_REASONING``)."""
+    frames = [
+        (p.state, judgment_frame(p.state.env, candidates_with_gold_at(p, pos), tag=tag, reasoning=reasoning))
+        for p, pos in placed
+    ]
     fits = budget.fit_all(frames)
     verified = verified or {}
     return [
-        contrast_row(p, pos, f.messages, verified.get(p.state.key))
+        contrast_row(p, pos, f.messages, verified.get(p.state.key), reasoning)
         for (p, pos), f in zip(placed, fits)
         if f is not None
     ]
@@ -117,6 +128,7 @@ def contrast_rows(
     tag: str = "answer",
     budget: PromptBudget | None = None,
     verified: Mapping[str, dict[str, Any]] | None = None,
+    reasoning: str = "free",
 ) -> list[dict[str, Any]]:
     """Rows for one split, in a seeded shuffled order (mixes tasks for ``--data.max_samples`` users).
 
@@ -130,18 +142,18 @@ def contrast_rows(
     k = len(pairs[0].alternatives) + 1
     if any(len(p.alternatives) + 1 != k for p in pairs):
         raise ValueError("all pairs of a split must have the same number of candidates")
-    pairs = [p for p in pairs if _can_fit(p, budget, tag)]
+    pairs = [p for p in pairs if _can_fit(p, budget, tag, reasoning)]
     if both_orders:
         placed = [(p, pos) for p in pairs for pos in range(k)]
     else:
         placed = list(zip(pairs, balanced_positions(len(pairs), k, rng)))
-    rows = fitted_contrast_rows(placed, budget, tag, verified)
+    rows = fitted_contrast_rows(placed, budget, tag, verified, reasoning)
     rng.shuffle(rows)
     return rows
 
 
-def _can_fit(pair: ContrastPair, budget: PromptBudget, tag: str) -> bool:
-    frame = judgment_frame(pair.state.env, candidates_with_gold_at(pair, 0), tag=tag)
+def _can_fit(pair: ContrastPair, budget: PromptBudget, tag: str, reasoning: str) -> bool:
+    frame = judgment_frame(pair.state.env, candidates_with_gold_at(pair, 0), tag=tag, reasoning=reasoning)
     if budget.can_fit(pair.state, frame):
         return True
     budget.drop(frame.kind)

@@ -84,5 +84,11 @@ DATA_KINDS: dict[str, DataKind] = {
             "openrlhf.cli.train_sft",
             _PROMPT_RESPONSE,
         ),
+        DataKind(
+            "reflection",
+            "agent prompt -> model-written rationale + expert action (Early Experience self-reflection baseline)",
+            "openrlhf.cli.train_sft",
+            _PROMPT_RESPONSE,
+        ),
     )
 }

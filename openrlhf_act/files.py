@@ -153,7 +153,8 @@ def open_run_dir(out_dir: str | Path, settings: dict[str, Any]) -> None:
         write_json(path, settings)
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    changed = [key for key in settings if key != "version" and old.get(key) != settings[key]]
+    keys = dict.fromkeys([*settings, *old])  # a setting only one of the two records differs too
+    changed = [key for key in keys if key != "version" and old.get(key) != settings.get(key)]
     if changed:
         raise UsageError(
             f"{out} holds a run with different {', '.join(changed)}; "

@@ -11,7 +11,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import NamedTuple
 
-from openrlhf_act.schema import JudgmentLabel, State
+from openrlhf_act.schema import JUDGE_REASONING, JudgmentLabel, State
 
 DEFAULT_MAX_ADMISSIBLE_IN_PROMPT = 50
 ENV_TITLES = {"scienceworld": "ScienceWorld", "alfworld": "ALFWorld", "webshop": "WebShop", "textworld": "TextWorld"}
@@ -35,6 +35,13 @@ JUDGE_INSTRUCTION = (
     "Which action is better for the task?\n{candidates}\n\nThink about what each action leads to, "
     "then give your final verdict as <{tag}>Action k</{tag}>, where k is the number of the better action."
 )
+# The no-reasoning control (``data build --judge-reasoning none``, ``eval judgment --rationale none``):
+# the same question, the verdict alone asked for; the reward then counts any reasoning as malformed.
+JUDGE_INSTRUCTION_VERDICT_ONLY = (
+    "Which action is better for the task?\n{candidates}\n\nAnswer with the verdict alone, "
+    "<{tag}>Action k</{tag}>, where k is the number of the better action: no reasoning before or after it."
+)
+_JUDGE_INSTRUCTIONS = {"free": JUDGE_INSTRUCTION, "none": JUDGE_INSTRUCTION_VERDICT_ONLY}
 
 
 def safe_text(text: str) -> str:
@@ -57,9 +64,11 @@ def _judge_system(env: str, k: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _judge_instruction_parts(tag: str) -> tuple[str, str]:
+def _judge_instruction_parts(tag: str, reasoning: str = "free") -> tuple[str, str]:
     """The judgment instruction around its candidate block (formatted once per tag, not per prompt)."""
-    head, tail = JUDGE_INSTRUCTION.split("{candidates}")
+    if reasoning not in _JUDGE_INSTRUCTIONS:
+        raise ValueError(f"unknown judgment reasoning {reasoning!r}; choose one of {', '.join(JUDGE_REASONING)}")
+    head, tail = _JUDGE_INSTRUCTIONS[reasoning].split("{candidates}")
     return head, tail.format(tag=tag)
 
 
@@ -79,8 +88,10 @@ def agent_frame(env: str) -> Frame:
     return Frame("agent", _agent_system(env), (AGENT_INSTRUCTION,))
 
 
-def judgment_frame(env: str, candidates: tuple[str, ...] | list[str], *, tag: str = "answer") -> Frame:
-    head, tail = _judge_instruction_parts(tag)
+def judgment_frame(
+    env: str, candidates: tuple[str, ...] | list[str], *, tag: str = "answer", reasoning: str = "free"
+) -> Frame:
+    head, tail = _judge_instruction_parts(tag, reasoning)
     return Frame("contrast", _judge_system(env, len(candidates)), (head, *candidate_pieces(candidates), tail))
 
 
@@ -164,15 +175,29 @@ def reverse_candidates(prompt: str, label: JudgmentLabel) -> tuple[str, Judgment
     return prompt.replace(block, swapped_block), swapped
 
 
+def with_judge_reasoning(prompt: str, reasoning: str, *, tag: str = "answer") -> str | None:
+    """The rendered judgment ``prompt`` (a user message) asking for ``reasoning`` instead of what it
+    asks now: its instruction's last part replaced. ``None`` when it ends with no known instruction
+    (a prompt written by other code); ``eval judgment --rationale`` asks held-out rows this way."""
+    wanted = _judge_instruction_parts(tag, reasoning)[1]
+    for other in JUDGE_REASONING:
+        tail = _judge_instruction_parts(tag, other)[1]
+        if prompt.endswith(tail):
+            return prompt[: len(prompt) - len(tail)] + wanted
+    return None
+
+
 def judgment_messages(
     state: State,
     candidates: tuple[str, ...] | list[str],
     *,
     tag: str = "answer",
+    reasoning: str = "free",
     max_admissible: int = DEFAULT_MAX_ADMISSIBLE_IN_PROMPT,
 ) -> list[dict[str, str]]:
     """The ACT contrast prompt: the state, then "Action 1: ... / Action 2: ..." in the given order."""
-    return framed_messages(state, judgment_frame(state.env, candidates, tag=tag), max_admissible=max_admissible)
+    frame = judgment_frame(state.env, candidates, tag=tag, reasoning=reasoning)
+    return framed_messages(state, frame, max_admissible=max_admissible)
 
 
 def command_text(action: str) -> str:
@@ -189,6 +214,18 @@ def action_response(action: str, thought: str | None = None) -> str:
     if thought and thought.strip():
         return f"Thought: {safe_text(thought.strip())}\n{action_line}"
     return action_line
+
+
+def argued_rationale(candidates: tuple[str, ...] | list[str], index: int) -> str:
+    """A closed reasoning block that argues for candidate ``index`` (1-based) over the others: what
+    ``eval judgment --rationale injected-wrong`` pre-fills, naming a wrong action, so the verdict that
+    follows shows whether the model checks a rationale or follows it."""
+    others = " and ".join(f"Action {i} ({command_text(c)})" for i, c in enumerate(candidates, 1) if i != index)
+    chosen = f"Action {index} ({command_text(candidates[index - 1])})"
+    return safe_text(
+        f"<think>\n{chosen} is the better choice: it is the step the task needs now and moves it forward. "
+        f"{others} would not help at this point. So the better action is Action {index}.\n</think>\n\n"
+    )
 
 
 def verdict_response(index: int, *, tag: str = "answer") -> str:

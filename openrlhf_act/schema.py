@@ -21,6 +21,8 @@ from openrlhf_act.files import dumps
 
 TRAJECTORY_SCHEMA = "openrlhf-act/trajectory/v1"
 JUDGMENT_KIND = "act_judgment"
+# What a judgment prompt asks for: reasoning then the verdict ("free"), or the verdict alone ("none").
+JUDGE_REASONING = ("free", "none")
 NEXT_ACTION_KIND = "next_action"
 
 
@@ -126,6 +128,9 @@ class JudgmentLabel:
     kind: str = JUDGMENT_KIND
     # The environment's verdict on the alternatives (``data build --verify-alternatives``); absent otherwise.
     verified: dict[str, Any] | None = field(default=None, hash=False)
+    # What the prompt asks for (JUDGE_REASONING): "none" = the verdict alone, which the reward enforces
+    # (the no-reasoning control); written only then, so other labels keep their bytes.
+    reasoning: str = "free"
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -140,6 +145,8 @@ class JudgmentLabel:
         }
         if self.verified is not None:
             out["verified"] = self.verified
+        if self.reasoning != "free":
+            out["reasoning"] = self.reasoning
         return out
 
 
@@ -230,7 +237,14 @@ def _decode_judgment(raw: Any) -> JudgmentLabel:
         step=_int_or(d.get("step"), -1),
         kind=str(d.get("kind", JUDGMENT_KIND)),
         verified=d["verified"] if isinstance(d.get("verified"), dict) else None,
+        reasoning=_reasoning(d.get("reasoning", "free")),
     )
+
+
+def _reasoning(value: Any) -> str:
+    if value not in JUDGE_REASONING:
+        raise DataError(f"label 'reasoning' must be one of {', '.join(JUDGE_REASONING)}, got {value!r}")
+    return value
 
 
 def decode_next_action_label(raw: Any) -> NextActionLabel:

@@ -20,6 +20,9 @@ Grammar (ACT_METHOD.md, section 4), applied to the *response only*, never the pr
   off by the length limit is malformed.
 * The index decides. A named text that is exactly another candidate ("Action 1: <candidate 2>") is
   a contradiction (``disagree``); any other text (a paraphrase) is ignored.
+* ``bare`` (the no-reasoning control: a prompt that asks for the verdict alone): the response must be
+  one verdict tag and nothing else but whitespace and an empty think block; reasoning anywhere, or
+  text around the tag, is malformed (``reasoned``).
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ OUT_OF_RANGE = "out_of_range"
 UNCLOSED_THINK = "unclosed_think"
 UNBALANCED_TAGS = "unbalanced_tags"
 TRUNCATED = "truncated"
+REASONED = "reasoned"
 
-MALFORMED_REASONS = (NO_VERDICT, HEDGE, DISAGREE, OUT_OF_RANGE, UNCLOSED_THINK, UNBALANCED_TAGS, TRUNCATED)
+MALFORMED_REASONS = (NO_VERDICT, HEDGE, DISAGREE, OUT_OF_RANGE, UNCLOSED_THINK, UNBALANCED_TAGS, TRUNCATED, REASONED)
+_THINK_TAGS = re.compile(r"</?think>", re.IGNORECASE)
 
 _INDEX = re.compile(
     r"""^[\s*"'`]*(?:(?:action|candidate|option)\s*)?[#(\[]?\s*([0-9０-９]{1,6})\s*[)\]]?"""
@@ -69,15 +74,20 @@ def _tag_pattern(tag: str) -> re.Pattern[str]:
     return re.compile(rf"<(/?){re.escape(tag)}\s*>", re.IGNORECASE)
 
 
-def _tag_contents(final: str, tag: str) -> list[str] | None:
-    """The contents of the verdict tags in order, or ``None`` when opening and closing tags do not
-    alternate (a nested, unclosed or stray tag). One ``re.split``: text, sep, text, sep, ... where a
-    sep is "" for an opening tag and "/" for a closing one."""
+def _tag_parts(final: str, tag: str) -> tuple[list[str], list[str]] | None:
+    """The contents of the verdict tags in order and the texts around them, or ``None`` when opening
+    and closing tags do not alternate (a nested, unclosed or stray tag). One ``re.split``: text, sep,
+    text, sep, ... where a sep is "" for an opening tag and "/" for a closing one."""
     parts = _tag_pattern(tag).split(final)
     separators = parts[1::2]
     if len(separators) % 2 or separators != ["", "/"] * (len(separators) // 2):
         return None
-    return parts[2::4]
+    return parts[2::4], parts[0::4]
+
+
+def _reasons(reasoning: str, contents: list[str], around: list[str]) -> bool:
+    """Whether a response says more than one verdict: any reasoning, another tag, text around it."""
+    return bool(_THINK_TAGS.sub("", reasoning).strip()) or len(contents) > 1 or any(t.strip() for t in around)
 
 
 def parse_verdict(
@@ -87,6 +97,7 @@ def parse_verdict(
     truncated: bool = False,
     tag: str = "answer",
     candidates: Sequence[str] | None = None,
+    bare: bool = False,
 ) -> Verdict:
     """Apply the grammar above. Never raises for any string input.
 
@@ -98,6 +109,8 @@ def parse_verdict(
     2
     >>> parse_verdict("<answer>Action 1: go to kitchen</answer>", 2, candidates=["open door", "go to kitchen"]).reason
     'disagree'
+    >>> parse_verdict("The kitchen has the key. <answer>Action 2</answer>", 2, bare=True).reason
+    'reasoned'
     """
     text, _ = strip_end_markers(response)
     r_chars, final, unclosed = final_segment(text)
@@ -106,11 +119,14 @@ def parse_verdict(
         return Verdict(None, TRUNCATED, r_chars, f_chars)
     if unclosed:
         return Verdict(None, UNCLOSED_THINK, r_chars, f_chars)
-    contents = _tag_contents(final, tag)
-    if contents is None:
+    parts = _tag_parts(final, tag)
+    if parts is None:
         return Verdict(None, UNBALANCED_TAGS, r_chars, f_chars)
+    contents, around = parts
     if not contents:
         return Verdict(None, NO_VERDICT, r_chars, f_chars)
+    if bare and _reasons(text[:r_chars], contents, around):
+        return Verdict(None, REASONED, r_chars, f_chars)
     indices = set()
     for content in contents:
         match = _INDEX.match(content)

@@ -6,19 +6,21 @@
 #   STAGES=il | rl | il,rl                                           baselines without ACT
 #   STAGES=dpo,il,rl | sft_choice,il,rl                              controls: ACT replaced by DPO / SFT-on-choice
 #   STAGES=il,il | il,rl,rl                                          epoch-matched controls
+#   STAGES=reflection | reflection,rl                                Early Experience baseline: reflection rows
+#                                                                    mixed with the IL rows, in place of IL
 #
 # Stage i writes $PIPELINE_DIR/<i>-<stage>; a rerun skips the stages that already finished there.
 # Every stage's own settings apply (ACT_LR, IL_LR, RL_EXTRA_ARGS, ...; see `openrlhf-act recipe list`).
 #
 # recipe-check: PRESET=paper|small|cpu
-# recipe-check: STAGES=act,il|act,rl|act,il,rl|il|rl|il,rl|dpo,il,rl|sft_choice,il,rl|il,il|il,rl,rl
+# recipe-check: STAGES=act,il|act,rl|act,il,rl|il|rl|il,rl|dpo,il,rl|sft_choice,il,rl|il,il|il,rl,rl|reflection,rl
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-KNOWN_STAGES=(act il rl dpo sft_choice)
+KNOWN_STAGES=(act il rl dpo sft_choice reflection)
 DONE_MARKER=.openrlhf_act_stage_done
 
-setting STAGES act,il,rl "comma-separated stages, run in order: act, il, rl, dpo, sft_choice"
+setting STAGES act,il,rl "comma-separated stages, run in order: act, il, rl, dpo, sft_choice, reflection"
 # shellcheck disable=SC2153  # STAGES is assigned by `setting`
 setting PIPELINE_DIR "$OUTPUT_DIR/${STAGES//,/-}-$PRESET" "where the stages write, one folder <i>-<stage> each"
 setting WANDB_GROUP "${STAGES//,/-}-$PRESET" "LOGGER=wandb: the group of this pipeline's runs"

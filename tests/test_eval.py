@@ -18,7 +18,7 @@ from openrlhf_act.envs.base import EnvTask
 from openrlhf_act.envs.registry import expert_options, resolve_episodes
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.episodes import EpisodeRunner
-from openrlhf_act.eval.policies import ExpertPolicy, make_policy
+from openrlhf_act.eval.policies import ExpertPolicy, make_policy, with_thinking
 from openrlhf_act.files import read_jsonl
 from openrlhf_act.prompts import agent_messages, judgment_messages, reverse_candidates
 from openrlhf_act.schema import JudgmentLabel, NextActionLabel, State, decode_judgment_label, encode_label
@@ -181,9 +181,10 @@ def test_errors_are_reported_when_retries_run_out(tmp_path):
 @requires_vllm
 @requires_scienceworld
 def test_tiny_model_plays_through_vllm(tmp_path, tiny_model):
-    """The harness completes with a real (random) model: transcripts recorded, honest scores."""
+    """The harness completes with a real (random) model: transcripts recorded, honest scores; the thinking
+    setting (a prompting baseline) reaches the chat template and the summary."""
     tasks = resolve_episodes("scienceworld", split="test", tasks=["find-animal"], episodes=2)
-    options = {"model": tiny_model, "max_tokens": 24, "max_model_len": 2048}
+    options = with_thinking({"model": tiny_model, "max_tokens": 24, "max_model_len": 2048}, False)
     policy = make_policy("vllm", options, make_sampler=make_sampler)
     try:
         runner = EpisodeRunner("scienceworld", tasks, policy, tmp_path, workers=2, max_steps=3, progress=False)
@@ -193,6 +194,7 @@ def test_tiny_model_plays_through_vllm(tmp_path, tiny_model):
     micro = summary["splits"]["test"]["micro"]
     assert micro["finished"] == 2 and micro["mean_steps"] == 3.0
     assert micro["success_rate"] == 0.0 and micro["mean_score"] < 50
+    assert summary["prompting"] == {"thinking": "off"}
     records = list(read_jsonl(tmp_path / "episodes.jsonl", log=True))
     assert all(len(r["transcript"]) == 3 for r in records)
     assert runner.stats.policy_calls == 3, "both episodes share each of the 3 policy calls"

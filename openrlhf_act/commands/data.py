@@ -38,6 +38,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     pairs.add_argument("--candidates", type=int, default=2, help="K candidates per prompt: expert + K-1 (default 2)")
     pairs.add_argument("--both-orders", action="store_true", help="emit each pair once per gold position")
     pairs.add_argument("--verdict-tag", default="answer", help="tag of the verdict, <TAG>Action k</TAG>")
+    pairs.add_argument(
+        "--judge-reasoning",
+        default="free",
+        choices=["free", "none"],
+        help="what the prompts ask for: free = reasoning, then the verdict (ACT); none = the verdict alone, "
+        "enforced by the reward (the no-reasoning control, recipes/act.sh ACT_REASONING=none)",
+    )
     _sampler_options(build)
     _verify_options(build)
     build.set_defaults(func=run_build)
@@ -86,7 +93,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     export = sub.add_parser(
         "export",
-        help="IL / RL / DPO / SFT-on-choice data with the same states and split as a build",
+        help="IL / RL / DPO / SFT-on-choice / reflection data with the same states and split as a build",
         description=_EXPORT_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -95,13 +102,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     export.add_argument(
         "--build",
         default=None,
-        help="a `data build` directory: reuse its inputs, state and split settings (required for dpo, sft_choice)",
+        help="a `data build` directory: reuse its inputs, state and split settings (required for dpo, sft_choice, "
+        "reflection)",
     )
     _input_options(export)
     state_options(export)
     _prompt_options(export, for_build=False)
     _split_options(export)
     export.add_argument("--with-thought", action="store_true", help="SFT targets include the expert's thought")
+    _sampler_options(export, for_export=True)
     export.set_defaults(func=run_export)
 
 
@@ -138,9 +147,15 @@ Example:
 _EXPORT_DESCRIPTION = """\
 Kinds: sft (agent prompt -> expert action), sft_multiturn (whole episodes, --data.multiturn),
 next_action (RL-stage prompts labelled with the expert action), dpo (chosen = expert, rejected = the
-build's alternative), sft_choice (contrast prompt -> bare verdict), online_env (one row per episode,
-played live by the online executor, recipes/online_env.sh). With --build DIR the export reuses
+build's alternative), sft_choice (contrast prompt -> bare verdict), reflection (agent prompt -> a
+rationale of why the expert action beats the build's alternative, written by --model, then the expert
+action: Early Experience's self-reflection baseline, recipes/reflection.sh), online_env (one row per
+episode, played live by the online executor, recipes/online_env.sh). With --build DIR the export reuses
 that build's inputs, state window and task split, so no eval task leaks into any stage's training data.
+
+Example (rationales that do not end with the expert action are resampled, then dropped and counted;
+completions are cached in OUT/.cache, so an interrupted export resumes):
+  openrlhf-act data export --kind reflection --build data/act --out data/reflection --model Qwen/Qwen3-8B
 """
 
 
@@ -212,20 +227,30 @@ def _split_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _sampler_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("alternative sampler")
-    group.add_argument(
-        "--sampler",
-        default=None,
-        choices=["admissible", "vllm", "openai", "hf"],
-        help="where alternatives come from (default: vllm when --model is given, else admissible)",
-    )
-    group.add_argument("--model", default=None, help="the initial policy: HF path/name, or the served model name")
+def _sampler_options(parser: argparse.ArgumentParser, *, for_export: bool = False) -> None:
+    """The sampler of alternatives (build) or, ``for_export``, of reflection rationales (--kind reflection)."""
+    if for_export:
+        from data_tools.reflection import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+
+        group = parser.add_argument_group("rationale sampler (--kind reflection)")
+        group.add_argument("--sampler", default=None, choices=["vllm", "openai", "hf"], help="default: vllm")
+        group.add_argument("--model", default=None, help="the model that writes rationales: HF path/name, or served")
+        temperature, max_tokens = DEFAULT_TEMPERATURE, DEFAULT_MAX_TOKENS
+    else:
+        group = parser.add_argument_group("alternative sampler")
+        group.add_argument(
+            "--sampler",
+            default=None,
+            choices=["admissible", "vllm", "openai", "hf"],
+            help="where alternatives come from (default: vllm when --model is given, else admissible)",
+        )
+        group.add_argument("--model", default=None, help="the initial policy: HF path/name, or the served model name")
+        temperature, max_tokens = 1.0, 512
     group.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (openai sampler)")
-    group.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
+    group.add_argument("--temperature", type=float, default=None, help=f"sampling temperature (default {temperature})")
     group.add_argument("--top-p", type=float, default=None, help="nucleus sampling (default 1.0)")
     group.add_argument("--top-k", type=int, default=None, help="top-k sampling (default: off)")
-    group.add_argument("--max-tokens", type=int, default=None, help="tokens per completion (default 512)")
+    group.add_argument("--max-tokens", type=int, default=None, help=f"tokens per completion (default {max_tokens})")
     group.add_argument("--chat-template-kwargs", default=None, help="JSON, e.g. '{\"enable_thinking\": false}'")
     group.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm sampler")
     group.add_argument("--max-concurrency", type=int, default=None, help="openai sampler: requests in flight")
@@ -240,11 +265,15 @@ def _sampler_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--samples-per-round", type=int, default=1, help="completions per state per round")
     group.add_argument("--rounds", type=int, default=4, help="resampling rounds for states still lacking one")
     group.add_argument(
-        "--batch-size", type=int, default=2048, help="states per sampler call (progress and cache granularity)"
+        "--batch-size",
+        type=int,
+        default=512 if for_export else 2048,
+        help="requests per sampler call (progress and cache granularity)",
     )
-    group.add_argument(
-        "--require-admissible", action="store_true", help="drop alternatives that are not admissible actions"
-    )
+    if not for_export:
+        group.add_argument(
+            "--require-admissible", action="store_true", help="drop alternatives that are not admissible actions"
+        )
 
 
 def _verify_options(parser: argparse.ArgumentParser) -> None:
@@ -357,6 +386,7 @@ def run_build(args: argparse.Namespace) -> int:
             eval_ratio=args.eval_ratio,
             split_by=args.split_by,
             verdict_tag=args.verdict_tag,
+            judge_reasoning=args.judge_reasoning,
             max_admissible_in_prompt=args.max_admissible_in_prompt,
             state=state_config(args),
             sampler=sampler,
@@ -427,10 +457,28 @@ def run_export(args: argparse.Namespace) -> int:
     from data_tools.exports import ExportConfig, export
 
     try:
-        config = ExportConfig.from_args(args)
+        config = ExportConfig.from_args(args, _reflection_config(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     manifest = export(config, Path(args.out))
     rows = manifest["counts"]["rows"]
     print(f"exported {args.kind}: {rows['train']} train / {rows['eval']} eval rows in {args.out}")
     return 0
+
+
+def _reflection_config(args: argparse.Namespace):
+    """The rationale sampler of ``--kind reflection``; the other kinds take no sampler option."""
+    from data_tools.reflection import ReflectionConfig
+
+    if args.kind != "reflection":
+        if args.sampler or args.model or args.sampler_option:
+            raise UsageError(f"--kind {args.kind} samples nothing: --sampler/--model are for --kind reflection")
+        return None
+    name, options = _sampler_choice(argparse.Namespace(**{**vars(args), "sampler": args.sampler or "vllm"}))
+    return ReflectionConfig(
+        sampler=name,
+        sampler_options=options,
+        samples_per_round=args.samples_per_round,
+        rounds=args.rounds,
+        batch_size=args.batch_size,
+    )

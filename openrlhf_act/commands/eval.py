@@ -1,7 +1,9 @@
 """Measure agents the way the paper does. `episodes` plays live environments (ALFWorld 140 seen / 134
 unseen games, WebShop's 500 test goals, ScienceWorld test variations) and reports success rate and
 score per task and split; `next-action` and `judgment` score held-out states and contrast pairs
-offline; `report` compares runs side by side and against the paper's tables. `protocols` lists the
+offline (`judgment --rationale free|none|injected-wrong`: the paper's judgment analysis); `reasoning`
+runs lm-evaluation-harness (MATH-500, GPQA-Diamond) on a checkpoint; `report` compares runs side by
+side and against the paper's tables. `protocols` lists the
 named protocols (`episodes --protocol`: ScienceWorld official and ETO, ALFWorld seen / unseen, WebShop
 500 and ETO's 200 goals). Every run directory resumes where it stopped."""
 
@@ -17,7 +19,7 @@ from openrlhf_act.errors import UsageError
 # (environment, episodes, step limit(s), protocol record, environment options) of one `eval episodes` call
 Chosen = tuple[str, list[Any], int | dict[str, int] | None, dict[str, Any] | None, dict[str, Any]]
 
-HELP = "evaluate agents: live episodes, next-action and judgment accuracy, reports against the paper"
+HELP = "evaluate agents: live episodes, next-action and judgment accuracy, general reasoning, reports vs the paper"
 POLICIES = ("expert", "vllm", "openai", "hf")
 
 
@@ -87,8 +89,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         offline.add_argument("--chunk-size", type=int, default=256, help="prompts per policy call")
         if name == "judgment":
             offline.add_argument("--no-swap", action="store_true", help="skip the swapped-order re-ask")
+            offline.add_argument(
+                "--rationale",
+                default="free",
+                choices=["free", "none", "injected-wrong"],
+                help="the paper's judgment analysis: free = reason, then the verdict (default); none = the verdict "
+                "alone, a response that reasons is malformed (sets --thinking off unless given); injected-wrong = "
+                "the reply is pre-filled with a rationale arguing for a wrong candidate",
+            )
         _policy_options(offline)
         offline.set_defaults(func=func)
+
+    _reasoning_parser(sub)
 
     report = sub.add_parser("report", help="Markdown table + PNG plots comparing run directories and the paper")
     report.add_argument("runs", nargs="+", help="run directories (label them as NAME=DIR)")
@@ -125,17 +137,29 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="sampler option, e.g. max_tokens=1024, base_url=..., temperature=0.7 (default temperature 0)",
     )
+    group.add_argument(
+        "--thinking",
+        default=None,
+        choices=["on", "off"],
+        help="the prompting baselines: the chat template's enable_thinking (Qwen3 and other hybrid-thinking "
+        "templates); recorded in the run and shown by `eval report` (default: the template's own default)",
+    )
     group.add_argument("--seed", type=int, default=0, help="base seed of per-request sampling seeds")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _policy(args: argparse.Namespace):
+def _policy(args: argparse.Namespace, *, thinking: str | None = None):
+    """The policy of the command line; ``thinking`` is the command's default for ``--thinking``."""
     from data_tools.samplers import make_sampler
-    from openrlhf_act.eval.policies import make_policy
+    from openrlhf_act.eval.policies import make_policy, with_thinking
 
     options = parse_options(args.policy_option, "policy option")
     if args.model:
         options["model"] = args.model
+    if args.thinking is not None:
+        options = with_thinking(options, args.thinking == "on")
+    elif thinking is not None and args.policy != "expert":
+        options = with_thinking(options, thinking == "on")
     return make_policy(args.policy, options, make_sampler=make_sampler)
 
 
@@ -309,6 +333,7 @@ def run_judgment(args: argparse.Namespace) -> int:
             policy,
             args.out,
             swap=not args.no_swap,
+            rationale=args.rationale,
             chunk_size=args.chunk_size,
             limit=args.limit,
             seed=args.seed,
@@ -319,7 +344,7 @@ def run_judgment(args: argparse.Namespace) -> int:
 
 def _offline(args: argparse.Namespace, run) -> int:
     with _Errors():
-        policy = _policy(args)
+        policy = _policy(args, thinking="off" if getattr(args, "rationale", None) == "none" else None)
         try:
             run(policy)
         finally:
@@ -335,4 +360,72 @@ def run_report(args: argparse.Namespace) -> int:
         args.runs, args.out, paper=None if args.paper == "none" else args.paper, plots=not args.no_plots
     )
     print(path.read_text())
+    return 0
+
+
+# ---- eval reasoning ---------------------------------------------------------------------------------
+def _reasoning_parser(sub) -> None:
+    reasoning = sub.add_parser(
+        "reasoning", help="general reasoning benchmarks (MATH-500, GPQA-Diamond) through lm-evaluation-harness"
+    )
+    reasoning.add_argument("--model", required=True, help="checkpoint directory or model name")
+    reasoning.add_argument(
+        "--tasks",
+        default="minerva_math500,gpqa_diamond_cot_zeroshot",
+        help="comma-separated lm_eval tasks (default: MATH-500 and GPQA-Diamond, the paper's two; "
+        "list them with `lm-eval ls tasks`)",
+    )
+    reasoning.add_argument("--backend", choices=["vllm", "hf"], default="vllm", help="lm_eval model backend")
+    reasoning.add_argument("--out", required=True, help="run directory (resumes per task if it exists)")
+    reasoning.add_argument("--limit", type=int, default=None, help="only the first N documents of each task")
+    reasoning.add_argument("--include-path", default=None, help="a directory of your own lm_eval task YAMLs")
+    reasoning.add_argument(
+        "--apply-chat-template",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask through the model's chat template (default: when its tokenizer has one)",
+    )
+    reasoning.add_argument(
+        "--thinking", choices=["on", "off"], default=None, help="the chat template's thinking switch (default: its own)"
+    )
+    reasoning.add_argument(
+        "--gen-kwargs",
+        default=None,
+        help="generation settings over the tasks', e.g. temperature=0.6,max_gen_toks=32768",
+    )
+    reasoning.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default: the task's)")
+    reasoning.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="lm_eval model argument, e.g. max_model_len=32768, tensor_parallel_size=2, dtype=bfloat16",
+    )
+    reasoning.add_argument(
+        "--batch-size", default=None, help="lm_eval batch size, a number or auto (default: vllm auto, hf 1)"
+    )
+    reasoning.add_argument("--seed", type=int, default=0, help="seed of sampling and few-shot selection")
+    reasoning.set_defaults(func=run_reasoning)
+
+
+def run_reasoning(args: argparse.Namespace) -> int:
+    from openrlhf_act.eval.reasoning import run_reasoning as run
+
+    gen_kwargs = parse_options(args.gen_kwargs.split(","), "--gen-kwargs") if args.gen_kwargs else None
+    run(
+        args.model,
+        [t.strip() for t in args.tasks.split(",") if t.strip()],
+        args.out,
+        backend=args.backend,
+        limit=args.limit,
+        include_path=args.include_path,
+        chat_template=args.apply_chat_template,
+        thinking=args.thinking,
+        gen_kwargs=gen_kwargs,
+        num_fewshot=args.num_fewshot,
+        model_args=parse_options(args.model_arg, "model argument"),
+        batch_size=int(args.batch_size) if (args.batch_size or "").isdigit() else args.batch_size,
+        seed=args.seed,
+    )
+    print((Path(args.out) / "summary.md").read_text())
     return 0

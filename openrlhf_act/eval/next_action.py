@@ -22,7 +22,7 @@ from openrlhf_act.eval.offline import (
     read_rows,
 )
 from openrlhf_act.eval.policies import Policy, stable_seed
-from openrlhf_act.eval.summary import fmt, markdown_table, title, write_summary
+from openrlhf_act.eval.summary import fmt, markdown_table, prompting_of, title, write_summary
 from openrlhf_act.files import open_run_dir
 from openrlhf_act.rewards.config import RewardConfig
 from openrlhf_act.rewards.next_action import next_action_reward
@@ -109,6 +109,7 @@ def run_next_action(
         "kind": "next_action",
         "policy": config["policy"],
         "data": config["data"],
+        **prompting_of(config),
         "overall": _next_action_figures(records),
         "envs": {
             env: {

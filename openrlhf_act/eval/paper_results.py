@@ -70,6 +70,30 @@ JUDGMENT_V2: dict[str, float] = {
     "injected wrong rationale": 50.75,
     "untrained model": 2.25,
 }
+# The ``eval judgment --rationale`` setting each of those figures was measured under.
+JUDGMENT_V2_RATIONALE: dict[str, str] = {
+    "free reasoning": "free",
+    "rationale removed": "none",
+    "injected wrong rationale": "injected-wrong",
+    "untrained model": "free",
+}
+
+# v1: general reasoning after training on ALFWorld data only, (mean, std) over 3 runs, accuracy %.
+REASONING_BENCHMARKS = ("MATH-500", "GPQA-Diamond")
+REASONING_V1: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "Prompt, thinking": ((86.93, 0.74), (51.52, 1.89)),
+    "IL": ((87.00, 0.33), (44.61, 0.95)),
+    "Early Experience": ((86.86, 0.25), (51.85, 0.63)),
+    "RL": ((87.07, 0.77), (52.36, 1.32)),
+    "ACT": ((87.73, 0.19), (53.37, 0.63)),
+}
+# The lm-evaluation-harness task (``eval reasoning --tasks``) read as each benchmark, and its document
+# count: the paper names neither prompt nor answer extraction, so only the question set is known to match;
+# its figures stand only next to runs of the whole set.
+REASONING_TASKS: dict[str, tuple[str, int]] = {
+    "minerva_math500": ("MATH-500", 500),
+    "gpqa_diamond_cot_zeroshot": ("GPQA-Diamond", 198),
+}
 
 
 def paper_rows(version: str) -> dict[str, tuple[str, ...]]:

@@ -31,13 +31,17 @@ def write_plots(
     benchmarks: dict[str, list[Bar]],
     episodes: list[EpisodeSeries],
     judged: list[tuple[str, dict[str, Any]]],
+    reasoning: dict[str, list[Bar]] | None = None,
 ) -> list[Path]:
     """Our runs next to the paper's per protocol column (``benchmarks``: column title -> bars), per-task
-    success and score distributions (episode runs) and position bias (judgment runs)."""
+    success and score distributions (episode runs), position bias (judgment runs) and general reasoning
+    next to the paper's (``reasoning``: task column title -> bars, in %)."""
     plt = _pyplot()
     written = []
     if benchmarks:
         written.append(_benchmarks(plt, benchmarks, out / "benchmarks.png"))
+    if reasoning:
+        written.append(_benchmarks(plt, reasoning, out / "reasoning.png"))
     if episodes:
         written.append(_per_task_success(plt, episodes, out / "per_task_success.png"))
         written.append(_score_distributions(plt, episodes, out / "score_distribution.png"))
@@ -47,7 +51,7 @@ def write_plots(
 
 
 def _benchmarks(plt, benchmarks: dict[str, list[Bar]], path: Path) -> Path:
-    """One panel per column: our runs' mean ± std over seeds, then the paper's methods (grey)."""
+    """One panel per column: our runs' mean ± std over seeds, then the paper's methods (grey); 0-100 axes."""
     fig, axes = plt.subplots(1, len(benchmarks), figsize=(4.5 * len(benchmarks), 4.5), squeeze=False)
     for ax, (title, bars) in zip(axes[0], benchmarks.items()):
         positions = list(range(len(bars)))

@@ -86,6 +86,24 @@ class SamplerPolicy:
         self.sampler.close()
 
 
+def with_thinking(options: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    """``options`` with the chat template's ``enable_thinking`` set (``--thinking on|off``); a
+    ``chat_template_kwargs`` option that says otherwise is a contradiction."""
+    kwargs = dict(options.get("chat_template_kwargs") or {})
+    if kwargs.get("enable_thinking", enabled) != enabled:
+        raise UsageError("--thinking contradicts chat_template_kwargs.enable_thinking in --policy-option")
+    return {**options, "chat_template_kwargs": {**kwargs, "enable_thinking": enabled}}
+
+
+def prompting(description: dict[str, Any]) -> dict[str, str]:
+    """The prompting settings of a policy (its ``describe()``) that a report must tell apart:
+    ``{"thinking": "on" | "off"}``, empty where the chat template decides."""
+    kwargs = description.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict) or "enable_thinking" not in kwargs:
+        return {}
+    return {"thinking": "on" if kwargs["enable_thinking"] else "off"}
+
+
 def stable_seed(*parts: Any) -> int:
     """The seed of one evaluation request, from its identifiers: stable across processes and Python
     versions (``hash`` is salted), so a resumed run asks what the first run would have asked."""

@@ -7,6 +7,11 @@ share a column. An ad-hoc episode selection gets a column of its own per environ
 count, and next-action accuracy one per environment. Runs sharing a name and a column (different seeds)
 make one cell: mean ± sample standard deviation over the runs, with their number n. The paper's figures
 stand only in the columns of the protocols it used (:data:`paper_results.PROTOCOLS`, our reading).
+A run's prompting settings are part of its row: a run asked with thinking on or off gets " (thinking on)"
+/ " (thinking off)" after its name (no suffix: the chat template's default), and a judgment run's
+``rationale`` setting has a column, so runs asked differently are never averaged. General reasoning runs
+(``eval reasoning``) get a table of their own: a column per lm_eval task, its main metric and document
+count, the paper's v1 MATH-500 / GPQA-Diamond figures next to runs of the whole set.
 Figures are read from each run's ``summary.json`` and seeds from its ``run.json``; score distributions
 from ``episodes.jsonl``. Plots need matplotlib (the ``plots`` extra) and are written as PNG next to
 ``report.md``.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,9 @@ from typing import Any
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval import paper_results
 from openrlhf_act.eval.judgment import JUDGMENT_COLUMNS, judgment_cells
+from openrlhf_act.eval.plots import Bar
 from openrlhf_act.eval.protocols import PROTOCOLS
+from openrlhf_act.eval.reasoning import main_figure
 from openrlhf_act.eval.summary import SUMMARY_JSON, fmt, markdown_table
 from openrlhf_act.files import RUN_FILE, write_text
 
@@ -33,7 +41,12 @@ FIGURE_TITLES = {"success_rate": "success %", "mean_score": "score 0-100", "accu
 # The figure an ad-hoc selection of an environment is reported by (success rate elsewhere).
 _AD_HOC_FIGURES = {"scienceworld": "mean_score"}
 
-# A column: (protocol, split), (AD_HOC, env, split, episodes) or (NEXT_ACTION, env).
+REASONING = "reasoning"
+# lm_eval metrics that are shares (0..1), reported as percentages like the paper's.
+PERCENT_METRICS = {"exact_match", "math_verify", "acc", "acc_norm"}
+
+# A column: (protocol, split), (AD_HOC, env, split, episodes), (NEXT_ACTION, env) or
+# (REASONING, task, metric, documents, documents of the whole task).
 Column = tuple[str, ...]
 
 
@@ -68,8 +81,14 @@ def load_runs(specs: list[str]) -> list[Run]:
         summary = json.loads(summary_path.read_text())
         config = json.loads((directory / RUN_FILE).read_text()) if (directory / RUN_FILE).is_file() else {}
         seed = summary.get("seed", config.get("seed"))
-        runs.append(Run(label if sep else directory.name, directory, summary, seed))
+        runs.append(Run((label if sep else directory.name) + prompting_suffix(summary), directory, summary, seed))
     return runs
+
+
+def prompting_suffix(summary: dict[str, Any]) -> str:
+    """What a run's label gets for its prompting settings: runs asked differently are other rows."""
+    thinking = (summary.get("prompting") or {}).get("thinking")
+    return f" (thinking {thinking})" if thinking else ""
 
 
 def episode_columns(summary: dict[str, Any]) -> dict[Column, dict[str, Any]]:
@@ -112,6 +131,8 @@ def run_cells(summary: dict[str, Any]) -> dict[Column, float]:
 
 def column_title(column: Column, benchmark: str | None = None) -> str:
     """A header that names the column's protocol (and the paper's benchmark when it is one of its columns)."""
+    if column[0] == REASONING:
+        return reasoning_title(column)
     figure = FIGURE_TITLES[figure_of(column)]
     if column[0] == paper_results.NEXT_ACTION:
         what = f"{column[1]} next-action (held-out states)"
@@ -140,9 +161,24 @@ def paper_columns(version: str | None) -> dict[Column, str]:
 def benchmark_table(runs: list[Run], paper: str | None) -> BenchmarkTable:
     """Our runs per label and column (one value per seed) and the paper's figures in its columns."""
     table = BenchmarkTable(columns=list(paper_columns(paper)))
+    _add_runs(table, runs, run_cells)
+    if paper:
+        columns = list(paper_columns(paper))
+        values = paper_results.V1 if paper == "v1" else paper_results.V2
+        for method, cells in values.items():
+            table.paper[method] = {
+                column: (cell, None) if isinstance(cell, float) else cell for column, cell in zip(columns, cells)
+            }
+    return table
+
+
+def _add_runs(
+    table: BenchmarkTable, runs: list[Run], cells_of: Callable[[dict[str, Any]], dict[Column, float]]
+) -> None:
+    """Each run's cells into ``table``: one value per label, column and seed."""
     seen: dict[tuple[str, Column, int | None], Path] = {}
     for run in runs:
-        for column, value in run_cells(run.summary).items():
+        for column, value in cells_of(run.summary).items():
             key = (run.label, column, run.seed)
             if key in seen:
                 raise UsageError(
@@ -153,12 +189,55 @@ def benchmark_table(runs: list[Run], paper: str | None) -> BenchmarkTable:
             if column not in table.columns:
                 table.columns.append(column)
             table.ours.setdefault(run.label, {}).setdefault(column, []).append(value)
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric.partition(",")[0] in PERCENT_METRICS else 1.0
+
+
+def reasoning_cells(summary: dict[str, Any]) -> dict[Column, float]:
+    """A reasoning run's main metric per task (shares as %), in columns that name the document count."""
+    cells = {}
+    if summary["kind"] != REASONING:
+        return cells
+    for task, figures in summary["tasks"].items():
+        main = main_figure(figures)
+        if main is None or main[1] is None:
+            continue
+        metric, value, _ = main
+        column = (REASONING, task, metric, str(figures["samples"]), str(figures["samples_total"]))
+        cells[column] = value * _scale(metric)
+    return cells
+
+
+def _paper_benchmark(column: Column) -> int | None:
+    """The index in :data:`paper_results.REASONING_BENCHMARKS` of a reasoning column that is the paper's
+    benchmark, whole (None otherwise)."""
+    _, task, _, docs, _ = column
+    if task not in paper_results.REASONING_TASKS:
+        return None
+    name, count = paper_results.REASONING_TASKS[task]
+    return paper_results.REASONING_BENCHMARKS.index(name) if docs == str(count) else None
+
+
+def reasoning_title(column: Column) -> str:
+    """``[paper benchmark: ]task (documents), metric[ %]``; a group of tasks has no document count."""
+    _, task, metric, docs, total = column
+    index = _paper_benchmark(column)
+    prefix = "" if index is None else f"{paper_results.REASONING_BENCHMARKS[index]}: "
+    count = "" if docs == "None" else f" ({docs} docs)" if docs == total else f" ({docs} of {total} docs)"
+    return f"{prefix}{task}{count}, {metric}{' %' if _scale(metric) == 100.0 else ''}"
+
+
+def reasoning_table(runs: list[Run], paper: str | None) -> BenchmarkTable:
+    """The general reasoning runs per label and task, with the paper's v1 figures (the only version that
+    has them) in the columns of its benchmarks."""
+    table = BenchmarkTable()
+    _add_runs(table, runs, reasoning_cells)
     if paper:
-        columns = list(paper_columns(paper))
-        values = paper_results.V1 if paper == "v1" else paper_results.V2
-        for method, cells in values.items():
+        for method, figures in paper_results.REASONING_V1.items():
             table.paper[method] = {
-                column: (cell, None) if isinstance(cell, float) else cell for column, cell in zip(columns, cells)
+                column: figures[index] for column in table.columns if (index := _paper_benchmark(column)) is not None
             }
     return table
 
@@ -173,20 +252,28 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f} (n={len(values)})"
 
 
+def _paper_cell(cell: tuple[float, float | None] | None) -> str:
+    if cell is None:
+        return "-"
+    return f"{cell[0]:.2f}" + ("" if cell[1] is None else f" ± {cell[1]:.2f}")
+
+
 def write_report(specs: list[str], out_dir: str | Path, *, paper: str | None = "v2", plots: bool = True) -> Path:
     """Write ``report.md`` (and PNG plots) into ``out_dir``; return the Markdown path."""
     runs = load_runs(specs)
     table = benchmark_table(runs, paper)
+    reasoning = reasoning_table(runs, paper)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Evaluation report", ""]
     lines += _benchmark_lines(table, paper)
     lines += _task_tables(runs)
     lines += _judgment_table(runs, paper)
+    lines += _reasoning_lines(reasoning)
     if plots:
         from openrlhf_act.eval.plots import write_plots
 
-        images = write_plots(out, **_plot_data(runs, table, paper))
+        images = write_plots(out, **_plot_data(runs, table, paper), reasoning=_reasoning_bars(reasoning))
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in images] + [""]
     path = out / "report.md"
     write_text(path, "\n".join(lines))
@@ -196,16 +283,11 @@ def write_report(specs: list[str], out_dir: str | Path, *, paper: str | None = "
 def _plot_data(runs: list[Run], table: BenchmarkTable, paper: str | None) -> dict[str, Any]:
     """What :func:`openrlhf_act.eval.plots.write_plots` draws: the columns our runs fill (with the paper's
     figures in them), each episode run's columns, the judgment runs."""
-    benchmarks = {}
-    for column in table.columns:
-        bars = [
-            (label if len(cells[column]) == 1 else f"{label} (n={len(cells[column])})", *mean_std(cells[column]), False)
-            for label, cells in table.ours.items()
-            if column in cells
-        ]
-        if bars:
-            bars += [(f"paper: {m}", *cells[column], True) for m, cells in table.paper.items() if column in cells]
-            benchmarks[column_title(column, paper_columns(paper).get(column))] = bars
+    benchmarks = {
+        column_title(column, paper_columns(paper).get(column)): bars
+        for column in table.columns
+        if (bars := _bars(table, column))
+    }
     episodes = [
         (f"{run.label} [{column_title(column)}]", run.directory, run.summary, figures)
         for run in runs
@@ -214,6 +296,27 @@ def _plot_data(runs: list[Run], table: BenchmarkTable, paper: str | None) -> dic
     ]
     judged = [(run.label, run.summary) for run in runs if run.summary["kind"] == "judgment"]
     return {"benchmarks": benchmarks, "episodes": episodes, "judged": judged}
+
+
+def _bars(table: BenchmarkTable, column: Column) -> list[Bar]:
+    """The bars of one column: our labels (mean ± std), then the paper's methods; none without ours."""
+    bars = [
+        (label if len(cells[column]) == 1 else f"{label} (n={len(cells[column])})", *mean_std(cells[column]), False)
+        for label, cells in table.ours.items()
+        if column in cells
+    ]
+    if bars:
+        bars += [(f"paper: {m}", *cells[column], True) for m, cells in table.paper.items() if column in cells]
+    return bars
+
+
+def _reasoning_bars(table: BenchmarkTable) -> dict[str, list[Bar]]:
+    """The reasoning columns in percent (the plot's 0-100 axis) -> their bars."""
+    return {
+        reasoning_title(column): bars
+        for column in table.columns
+        if _scale(column[2]) == 100.0 and (bars := _bars(table, column))
+    }
 
 
 def _benchmark_lines(table: BenchmarkTable, paper: str | None) -> list[str]:
@@ -226,11 +329,7 @@ def _benchmark_lines(table: BenchmarkTable, paper: str | None) -> list[str]:
         for label, cells in table.ours.items()
     ]
     for method, cells in table.paper.items():
-        paper_cells = (
-            "-" if c not in cells else f"{cells[c][0]:.2f}" + ("" if cells[c][1] is None else f" ± {cells[c][1]:.2f}")
-            for c in table.columns
-        )
-        rows.append((f"paper {paper}: {method}", *paper_cells))
+        rows.append((f"paper {paper}: {method}", *(_paper_cell(cells.get(c)) for c in table.columns)))
     lines = ["## Benchmarks", "", *markdown_table(("run", *titles), rows), ""]
     lines.append(
         "Each column is one protocol and split (`openrlhf-act eval protocols`); runs of one name in one column "
@@ -284,8 +383,36 @@ def _judgment_table(runs: list[Run], paper: str | None) -> list[str]:
     judged = [run for run in runs if run.summary["kind"] == "judgment"]
     if not judged:
         return []
-    rows = [(f"**{run.label}**", *judgment_cells(run.summary["overall"])) for run in judged]
+    rows = [
+        (f"**{run.label}**", *judgment_cells(run.summary["overall"]), run.summary.get("rationale", "free"))
+        for run in judged
+    ]
     if paper == "v2":
+        blanks = ["-"] * (len(JUDGMENT_COLUMNS) - 2)
         for name, value in paper_results.JUDGMENT_V2.items():
-            rows.append((f"paper v2 (ALFWorld, 400 pairs): {name}", 400, f"{value:.2f}", *["-"] * 5))
-    return ["## Judgment", "", *markdown_table(("run", *JUDGMENT_COLUMNS), rows), ""]
+            rationale = paper_results.JUDGMENT_V2_RATIONALE[name]
+            rows.append((f"paper v2 (ALFWorld, 400 pairs): {name}", 400, f"{value:.2f}", *blanks, rationale))
+    return ["## Judgment", "", *markdown_table(("run", *JUDGMENT_COLUMNS, "rationale"), rows), ""]
+
+
+def _reasoning_lines(table: BenchmarkTable) -> list[str]:
+    if not table.columns:
+        return []
+    rows = [
+        (f"**{label}**", *(_cell(cells[c]) if c in cells else "-" for c in table.columns))
+        for label, cells in table.ours.items()
+    ]
+    for method, cells in table.paper.items():
+        rows.append((f"paper v1 (ALFWorld-trained): {method}", *(_paper_cell(cells.get(c)) for c in table.columns)))
+    titles = [reasoning_title(c) for c in table.columns]
+    lines = ["## General reasoning", "", *markdown_table(("run", *titles), rows), ""]
+    lines.append(
+        "lm-evaluation-harness tasks (`openrlhf-act eval reasoning`), each by its main metric; runs of one name "
+        "are averaged over seeds (mean ± sample std, n runs)."
+    )
+    if table.paper:
+        lines.append(
+            f"Paper figures: {paper_results.SOURCE}, v1, trained on ALFWorld data only (mean ± std over 3 runs), "
+            "next to runs of the whole benchmark; the paper does not state its prompt or answer extraction."
+        )
+    return [*lines, ""]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.envs.base import normalized_score
+from openrlhf_act.eval.policies import prompting
 from openrlhf_act.files import read_jsonl, write_json, write_text
 
 SUMMARY_JSON = "summary.json"
@@ -113,11 +114,19 @@ def summarize_episodes(
         "episodes": len(chosen),
         "errors": sum(r.get("status") != "ok" for r in chosen),
         "splits": splits,
+        **prompting_of(config),
     }
     if config.get("max_prompt_tokens") is not None:
         summary["max_prompt_tokens"] = config["max_prompt_tokens"]
         summary["prompt_over_budget"] = sum(r.get("status") == OVER_BUDGET for r in chosen)
     return summary
+
+
+def prompting_of(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"prompting": {"thinking": "on" | "off"}}`` for a run whose policy set it, else ``{}``: a
+    summary key ``eval report`` keeps runs apart by (the thinking on / off prompting baselines)."""
+    settings = prompting(config.get("policy") or {})
+    return {"prompting": settings} if settings else {}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -32,6 +32,8 @@ def judgment_reward(response: str, label: object, config: RewardConfig, *, trunc
     """Reward ``config.correct`` / ``wrong`` / ``malformed``; score is 1.0 only for a correct choice.
 
     ``truncated``: the response was cut off by the length limit (see :mod:`openrlhf_act.verdict`).
+    A label with ``reasoning: "none"`` (the no-reasoning control) asks for the verdict alone: a
+    response that reasons is malformed (reason ``reasoned``), whatever it chose.
 
     >>> from openrlhf_act.schema import JudgmentLabel, encode_label
     >>> label = encode_label(JudgmentLabel(answer=2, candidates=("open door", "go to kitchen"),
@@ -53,6 +55,7 @@ def judgment_reward(response: str, label: object, config: RewardConfig, *, trunc
         truncated=truncated,
         tag=config.verdict_tag,
         candidates=decoded.candidates,
+        bare=decoded.reasoning == "none",
     )
     gold_first = decoded.answer == 1
     correct = verdict.choice == decoded.answer
