@@ -137,11 +137,18 @@ def replay(config: ReplayConfig, out_path: str | Path, *, progress: bool | None 
             bar.close()
     stats.seconds = time.monotonic() - started
     kept, rejects = _outcome(keys, done, stats)
-    write_jsonl(out.with_name(out.stem + ".rejects.jsonl"), rejects)
-    write_jsonl(out, kept)
+    rejects_path = out.with_name(out.stem + ".rejects.jsonl")
+    write_jsonl(rejects_path, rejects)
     write_json(_manifest_path(out), _manifest(config, simplification, detected, stats))
     if not stats.dropped.get("env_error"):
         partial.unlink(missing_ok=True)
+    if not kept:  # an empty output would only fail later, in `data build`, far from the reason
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.dropped.items()))
+        raise DataError(
+            f"no trajectory could be replayed: all {len(keys)} dropped ({reasons}); "
+            f"why, per trajectory: {rejects_path}; {out} was not written"
+        )
+    write_jsonl(out, kept)
     return stats
 
 

@@ -159,6 +159,21 @@ def test_scienceworld_replay_matches_by_id_and_text_reports_rejects_and_resumes(
     assert [s["prompt"] for s in record["transcript"]] == [r["prompt"][-1]["content"] for r in rows]
 
 
+@requires_scienceworld
+def test_a_replay_that_keeps_nothing_exits_2_and_writes_no_output(tmp_path, capsys):
+    _, _, actions = gold(SCI_TASK)
+    source = tmp_path / "sciworld_sft.json"
+    source.write_text(json.dumps([eto_record("sciworld_8", "Your task is to tame a dragon.", actions)]))
+    out = tmp_path / "replayed.jsonl"
+    argv = ["data", "replay", "--env", "scienceworld", "--input", str(source), "--out", str(out), "--workers", "1"]
+    assert main([*argv, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no trajectory could be replayed: all 1 dropped (unknown_task_text 1)" in err and "rejects.jsonl" in err
+    assert not out.exists() and not (tmp_path / "replayed.jsonl.partial").exists()
+    (reject,) = read_jsonl(tmp_path / "replayed.rejects.jsonl")
+    assert reject["drop"] == "unknown_task_text"
+
+
 @pytest.mark.slow
 @requires_alfworld_game
 def test_alfworld_replay_maps_drift_finds_games_and_matches_the_harness(tmp_path, monkeypatch):
