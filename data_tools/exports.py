@@ -393,13 +393,12 @@ def export(
         **manifest_head(MANIFEST_SCHEMA, {**asdict(config), "inputs": list(config.inputs)}, config.inputs),
         "counts": {"rows": {split: len(rows[split]) for split in rows}},
     }
-    if made:
-        manifest["sampler"] = made["sampler"]
-        manifest["counts"]["reflection"] = made["reflection"]
     if budgets:
         manifest["prompt_tokens"] = prompt_manifest(budgets)
         manifest["drops"] = {"prompt_budget": dropped_prompts(budgets.values())}
-    if made:
+    if made:  # reflection is a prompt kind: its budgets, and so manifest["drops"], exist
+        manifest["sampler"] = made["sampler"]
+        manifest["counts"]["reflection"] = made["reflection"]
         manifest["drops"]["reflection"] = made["drops"]
     write_json(out_dir / "manifest.json", manifest)
     return manifest

@@ -95,15 +95,6 @@ def with_thinking(options: dict[str, Any], enabled: bool) -> dict[str, Any]:
     return {**options, "chat_template_kwargs": {**kwargs, "enable_thinking": enabled}}
 
 
-def prompting(description: dict[str, Any]) -> dict[str, str]:
-    """The prompting settings of a policy (its ``describe()``) that a report must tell apart:
-    ``{"thinking": "on" | "off"}``, empty where the chat template decides."""
-    kwargs = description.get("chat_template_kwargs") or {}
-    if not isinstance(kwargs, dict) or "enable_thinking" not in kwargs:
-        return {}
-    return {"thinking": "on" if kwargs["enable_thinking"] else "off"}
-
-
 def stable_seed(*parts: Any) -> int:
     """The seed of one evaluation request, from its identifiers: stable across processes and Python
     versions (``hash`` is salted), so a resumed run asks what the first run would have asked."""

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.envs.base import normalized_score
-from openrlhf_act.eval.policies import prompting
 from openrlhf_act.files import read_jsonl, write_json, write_text
 
 SUMMARY_JSON = "summary.json"
@@ -125,8 +124,10 @@ def summarize_episodes(
 def prompting_of(config: dict[str, Any]) -> dict[str, Any]:
     """``{"prompting": {"thinking": "on" | "off"}}`` for a run whose policy set it, else ``{}``: a
     summary key ``eval report`` keeps runs apart by (the thinking on / off prompting baselines)."""
-    settings = prompting(config.get("policy") or {})
-    return {"prompting": settings} if settings else {}
+    kwargs = (config.get("policy") or {}).get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict) or "enable_thinking" not in kwargs:
+        return {}
+    return {"prompting": {"thinking": "on" if kwargs["enable_thinking"] else "off"}}
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
