@@ -25,6 +25,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import BenchResult, at_least, at_most, below, percentile
+from bench.common import BenchResult, at_least, at_most, below, cpu_seconds, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_WORKERS = 1
@@ -206,6 +207,109 @@ def bench_reward_func(quick: bool) -> list[BenchResult]:
     ]
 
 
+# ---------------------------------------------------------------- 1b. next_action on a ScienceWorld-sized state
+
+# The GPU-class step the reward's share is stated against: one GRPO step of the paper preset (Qwen3-8B, one node
+# of 8x80 GB GPUs: rollout of ROLLOUT_BATCH x GROUP_SIZE samples, scoring, training). An assumption, printed with
+# the figure: a fast step; slower steps make the share smaller.
+GPU_STEP_S = 60.0
+OBJECTS = (
+    "air", "agent", "inventory", "art studio", "hallway", "kitchen", "table", "chair", "sink", "stove", "oven",
+    "fridge", "freezer", "counter", "lighter", "thermometer", "metal pot", "glass jar", "tin cup", "bowl",
+    "banana", "orange", "apple", "soap", "painting", "picture", "door to hallway", "door to kitchen",
+    "cup containing red paint in art studio", "cup containing blue paint", "wood cup containing yellow paint",
+    "glass cup containing nothing", "substance in metal pot", "red paint in cup", "blue paint on table",
+    "large cupboard", "light bulb", "battery", "wire", "ceramic cup",
+)  # fmt: skip
+ONE_OBJECT = ("open", "close", "activate", "deactivate", "focus on", "look at", "look in", "pick up", "eat", "mix")
+TWO_OBJECTS = ("move {} to {}", "pour {} into {}", "connect {} to {}", "dunk {} into {}", "use {} on {}")
+
+
+def scienceworld_sized_admissible(size: int = 1000) -> list[str]:
+    """``size`` commands shaped like a ScienceWorld state's admissible list (its templates and referents)."""
+    commands = [f"{verb} {obj}" for verb in ONE_OBJECT for obj in OBJECTS]
+    commands += [t.format(a, b) for t in TWO_OBJECTS for a in OBJECTS for b in OBJECTS if a != b]
+    return commands[:size]
+
+
+def paper_samples_per_step() -> tuple[int, int]:
+    """(ROLLOUT_BATCH, GROUP_SIZE) of the paper preset, as ``recipes/rl.sh`` resolves them."""
+    from openrlhf_act.recipe_check import list_settings, read_recipe
+
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    settings = {name: value for name, value, _ in list_settings(read_recipe(REPO / "recipes" / "rl.sh"), "paper", env)}
+    return int(settings["ROLLOUT_BATCH"]), int(settings["GROUP_SIZE"])
+
+
+def gpu_class_share(bench: str, reward: str, per_sample_s: float, source: str) -> BenchResult:
+    """The reward's share of a GPU-class GRPO step: per-sample cost x the paper preset's samples per step
+    (scored one after another: the reward runs in threads of one Python process) / :data:`GPU_STEP_S`."""
+    prompts, group = paper_samples_per_step()
+    seconds = per_sample_s * prompts * group
+    note = (
+        f"{per_sample_s * 1e6:.1f} us/sample ({source}) x {prompts * group} samples (paper preset: ROLLOUT_BATCH "
+        f"{prompts} x GROUP_SIZE {group}) = {seconds:.3f} s per step, against an assumed {GPU_STEP_S:.0f} s GPU step "
+        "(Qwen3-8B GRPO on 8x80 GB: rollout, scoring and training)"
+    )
+    return below(f"{bench}: {reward} reward share of a GPU-class GRPO step", 100 * seconds / GPU_STEP_S, 1, "%", note)
+
+
+def bench_next_action(quick: bool) -> list[BenchResult]:
+    """``reward_func`` of the ``next_action`` entry file on a state with 1,000 admissible commands. GRPO scores
+    each label once per sample of its group: the first call decodes and indexes the label (cold), the others
+    find it in the label cache (warm, the p50). Every call gets its own copy of the label string, as samples
+    arriving from other processes do, so the string is hashed each time. Floor: one ``json.loads`` of it."""
+    from openrlhf_act.actions import admissible_index, normalize_action
+    from openrlhf_act.rewards import next_action
+    from openrlhf_act.schema import NextActionLabel, encode_label
+
+    admissible = scienceworld_sized_admissible()
+    expert = "move metal pot to stove"
+    label = encode_label(NextActionLabel(expert, tuple(admissible), "boil-3", "scienceworld", 5))
+    prompt = "<|im_start|>user\nYour task is to boil water.<|im_end|>\n<|im_start|>assistant\n"
+    response = "Thought: the water must be heated.\nAction: move metal pot to stove<|im_end|>"
+    reward_func = load_entry_reward_func("next_action")
+    if reward_func([prompt + response], [prompt], [label])["rewards"] != 1.0:
+        raise RuntimeError("the benchmark sample should score 1.0")
+    calls, rounds = (300, 3) if quick else (1000, 5)
+    copies = iter([label.encode().decode() for _ in range(calls * rounds)])
+
+    def cold() -> None:
+        next_action._prepared_text.cache_clear()
+        reward_func([prompt + response], [prompt], [label])
+
+    timed = _best_p50_us(
+        {
+            "warm": lambda: reward_func([prompt + response], [prompt], [next(copies)]),
+            "json.loads": lambda: json.loads(label),
+            "cold": cold,
+            "one_by_one": lambda: {normalize_action(a): a for a in admissible},
+            "index": lambda: admissible_index(admissible),
+        },
+        calls,
+        rounds,
+    )
+    _, group = paper_samples_per_step()
+    per_sample = (timed["cold"] + (group - 1) * timed["warm"]) / group
+    note = (
+        f"label {len(label) // 1024} KB, {len(admissible)} admissible commands; first call of a label (cold) "
+        f"{timed['cold']:.0f} us: decode + one-pass index {timed['index']:.0f} us (one command at a time: "
+        f"{timed['one_by_one']:.0f} us); mean over a group of {group}: {per_sample:.1f} us/sample"
+    )
+    return [
+        at_most("rewards: next_action reward_func p50, 1,000 admissible", timed["warm"], 50, "us", note),
+        at_most(
+            "rewards: next_action reward_func / json.loads(label) p50",
+            timed["warm"] / timed["json.loads"],
+            1,
+            "x",
+            f"floor: one json.loads of the label, p50 {timed['json.loads']:.1f} us (what decoding it on every call "
+            "would cost at least)",
+        ),
+        gpu_class_share("rewards", "next_action", per_sample * 1e-6, f"mean of a group of {group}, this benchmark"),
+    ]
+
+
 # ---------------------------------------------------------------- 2. HTTP service under load
 
 
@@ -243,15 +347,6 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.stderr.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux ``/proc``); NaN where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _check_answer(url: str, body: bytes) -> None:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -260,8 +355,8 @@ def _check_answer(url: str, body: bytes) -> None:
         raise RuntimeError(f"{url} answered {answer}")
 
 
-def _run_load(url: str, body_file: str, seconds: float, warmup_s: float, load: Load) -> dict:
-    cmd = [sys.executable, "-m", "bench.bench_rewards", "loadgen", url, body_file]
+def _run_load(url: str, body_file: str, seconds: float, warmup_s: float, load: Load, server_pid: int) -> dict:
+    cmd = [sys.executable, "-m", "bench.bench_rewards", "loadgen", url, body_file, "--server-pid", str(server_pid)]
     cmd += [
         "--seconds",
         str(seconds),
@@ -270,9 +365,8 @@ def _run_load(url: str, body_file: str, seconds: float, warmup_s: float, load: L
         "--max-requests",
         str(int(20000 * (seconds + warmup_s))),
     ]
-    cmd += ["--concurrency", str(load.clients), "--idle", str(load.idle)] + (
-        ["--new-connection"] if load.new_connection else []
-    )
+    cmd += ["--concurrency", str(load.clients), "--idle", str(load.idle)]
+    cmd += ["--new-connection"] if load.new_connection else []
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=seconds + warmup_s + 90, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
@@ -288,6 +382,9 @@ class Load:
     def __str__(self) -> str:
         mode = "new connection per request" if self.new_connection else "keep-alive"
         return f"{self.clients} clients, {mode}" + (f", {self.idle} idle connections held" if self.idle else "")
+
+    def held(self) -> Load:
+        return Load(self.clients, self.new_connection, IDLE_CONNECTIONS)
 
 
 LOADS = [Load(c, new) for new in (False, True) for c in (32, 256)]
@@ -307,27 +404,27 @@ def _servers(port: int) -> dict[str, list[str]]:
 
 
 def _measure(cmd: list[str], port: int, body: bytes, body_file: str, loads: list[Load], seconds: float,
-             warmup_s: float) -> dict[Load, dict]:  # fmt: skip
-    """One server, started once, under each load: throughput, latency percentiles, server CPU per request."""
+             warmup_s: float) -> list[tuple[Load, dict]]:  # fmt: skip
+    """One server, started once, under each load in turn: throughput, latency percentiles, and the CPU per
+    request of the server and of the load generator, both over the measured window only."""
     url = f"http://127.0.0.1:{port}/get_reward"
     proc = _start(cmd, port)
-    results = {}
+    results = []
     try:
         _check_answer(url, body)
         for load in loads:
-            cpu_before = _cpu_seconds(proc.pid)
-            run = _run_load(url, body_file, seconds, warmup_s, load)
-            cpu_s = _cpu_seconds(proc.pid) - cpu_before
-            latencies = run["latencies_ms"]
-            results[load] = {
+            run = _run_load(url, body_file, seconds, warmup_s, load, proc.pid)
+            latencies, sent = run["latencies_ms"], max(run["measured_sent"], 1)
+            results.append((load, {
                 "rps": len(latencies) / run["window_s"],
                 "p50": percentile(latencies, 50),
                 "p99": percentile(latencies, 99),
                 "timed": len(latencies),
                 "errors": run["errors"],
                 "idle_held": run["idle_held"],
-                "cpu_us": cpu_s / max(run["requests_sent"], 1) * 1e6,
-            }
+                "cpu_us": run["server_cpu_s"] / sent * 1e6,
+                "generator_cpu_us": run["generator_cpu_s"] / sent * 1e6,
+            }))  # fmt: skip
     finally:
         _stop(proc)
     return results
@@ -336,28 +433,67 @@ def _measure(cmd: list[str], port: int, body: bytes, body_file: str, loads: list
 def _detail(run: dict) -> str:
     return (
         f"p50 {run['p50']:.2f} ms, p99 {run['p99']:.1f} ms, {run['errors']} errors, {run['timed']} timed; "
-        f"server CPU {run['cpu_us']:.0f} us/request"
+        f"CPU per request: server {run['cpu_us']:.0f} us, load generator {run['generator_cpu_us']:.0f} us"
     )
+
+
+def _paired(loads: list[Load], pairs: int) -> list[Load]:
+    """Each load without and with the idle connections, back to back, in alternating order (AB, BA, ...), so
+    both sides of a pair see the same background load and drift."""
+    return [
+        x for i in range(pairs) for load in loads for x in ((load, load.held()) if i % 2 == 0 else (load.held(), load))
+    ]
+
+
+def _idle_rows(load: Load, runs: list[tuple[Load, dict]]) -> list[BenchResult]:
+    """Median over the pairs of (with idle connections / without): throughput, and each process's CPU per request."""
+    without = [run for measured, run in runs if measured == load]
+    held = [run for measured, run in runs if measured == load.held()]
+    ratios = {key: [h[key] / w[key] for w, h in zip(without, held)] for key in ("rps", "cpu_us", "generator_cpu_us")}
+    rps = ratios["rps"]
+    worst = min(held, key=lambda run: run["idle_held"])["idle_held"]
+    return [
+        at_least(
+            f"rewards: http req/s with {IDLE_CONNECTIONS} idle connections / without, {load}",
+            statistics.median(rps),
+            0.9,
+            "x",
+            f"median of {len(rps)} back-to-back pairs (" + ", ".join(f"{r:.2f}" for r in rps) + "); CPU per request "
+            f"with / without: server {statistics.median(ratios['cpu_us']):.2f}x, load generator "
+            f"{statistics.median(ratios['generator_cpu_us']):.2f}x; at least {worst} idle connections still open "
+            "at the end (plain sockets outside the load generator's event loop)",
+        ),
+        below(
+            f"rewards: http p99 with {IDLE_CONNECTIONS} idle connections, {load}",
+            statistics.median(run["p99"] for run in held),
+            50,
+            "ms",
+            f"median of {len(held)}; without: {statistics.median(run['p99'] for run in without):.1f} ms; "
+            + _detail(max(held, key=lambda run: run["rps"])),
+        ),
+    ]
 
 
 def bench_http(quick: bool) -> list[BenchResult]:
     query, prompt, label, _ = realistic_sample()
     body = json.dumps({"query": [query], "prompts": [prompt], "labels": [label]}).encode()
-    seconds, warmup_s, rounds = (2.0, 0.5, 1) if quick else (5.0, 1.0, 2)
-    idle_loads = [Load(load.clients, load.new_connection, IDLE_CONNECTIONS) for load in LOADS]
+    seconds, warmup_s, rounds, pairs = (1.5, 0.5, 1, 6) if quick else (4.0, 1.0, 2, 3)
     best: dict[tuple[str, Load], dict] = {}
+    idle_runs: list[tuple[Load, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         body_file = str(Path(tmp) / "body.json")
         Path(body_file).write_bytes(body)
         for _ in range(rounds):  # alternate the servers so all see the same background load
             for name, cmd in _servers(port := _free_port()).items():
-                loads = LOADS + idle_loads if name == "ours" else LOADS
-                for load, run in _measure(cmd, port, body, body_file, loads, seconds, warmup_s).items():
+                loads = _paired(LOADS, pairs) if name == "ours" else LOADS
+                runs = _measure(cmd, port, body, body_file, loads, seconds, warmup_s)
+                idle_runs += runs if name == "ours" else []
+                for load, run in runs:
                     if (name, load) not in best or run["rps"] > best[name, load]["rps"]:
                         best[name, load] = run
     setup = (
         f"{SERVER_WORKERS} server worker (2 cores: the load generator needs the other), {len(body)} B requests, "
-        f"best of {rounds} x {seconds:g} s"
+        f"best of {rounds * pairs} x {seconds:g} s (the other servers: of {rounds})"
     )
 
     def info(name: str, value: float, unit: str, note: str) -> BenchResult:
@@ -366,7 +502,6 @@ def bench_http(quick: bool) -> list[BenchResult]:
     results = []
     for load in LOADS:
         ours, ref, floor = best["ours", load], best["FastAPI", load], best["floor", load]
-        held = best["ours", Load(load.clients, load.new_connection, IDLE_CONNECTIONS)]
         results += [
             info(f"rewards: http req/s, {load} (ours)", ours["rps"], "req/s", f"{setup}; {_detail(ours)}"),
             info(f"rewards: http req/s, {load}: FastAPI", ref["rps"], "req/s", _detail(ref)),
@@ -378,43 +513,31 @@ def bench_http(quick: bool) -> list[BenchResult]:
             ),
             info(f"rewards: http req/s ours / FastAPI, {load}", ours["rps"] / ref["rps"], "x", "same run"),
             info(f"rewards: http req/s ours / floor, {load}", ours["rps"] / floor["rps"], "x", "same run"),
-            at_least(
-                f"rewards: http req/s with {IDLE_CONNECTIONS} idle connections / without, {load}",
-                held["rps"] / ours["rps"],
-                0.9,
-                "x",
-                f"{held['idle_held']} idle connections held open by the load generator; {_detail(held)}",
-            ),
-            below(
-                f"rewards: http p99 with {IDLE_CONNECTIONS} idle connections, {load}",
-                held["p99"],
-                50,
-                "ms",
-                _detail(held),
-            ),
+            *_idle_rows(load, idle_runs),
         ]
     return results
 
 
 def run(quick: bool) -> list[BenchResult]:
-    return bench_reward_func(quick) + bench_response_location(quick) + bench_http(quick)
+    return bench_reward_func(quick) + bench_next_action(quick) + bench_response_location(quick) + bench_http(quick)
 
 
 # ---------------------------------------------------------------- load generator (its own process)
 
 
 async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float, max_requests: int,
-                         clients: int, new_connection: bool, idle: int) -> dict:  # fmt: skip
+                         clients: int, new_connection: bool, idle: int, server_pid: int) -> dict:  # fmt: skip
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     sent = 0
+    measured_sent = 0
     clock = time.perf_counter
     host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
-    held = []
-    for _ in range(idle):  # connections that send nothing, held open for the whole run
-        held.append(await asyncio.open_connection(host, int(port)))
+    # Connections that send nothing, held open for the whole run as plain sockets: not registered with this
+    # event loop, so they cost the generator nothing and what the figures show is the server's cost.
+    held = [socket.create_connection((host, int(port))) for _ in range(idle)]
     measure_from = clock() + warmup_s
     stop_at = measure_from + seconds
     last_end = measure_from
@@ -422,12 +545,13 @@ async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float,
     headers = {"Content-Type": "application/json"}
 
     async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal errors, sent, last_end
+        nonlocal errors, sent, measured_sent, last_end
         while sent < max_requests:
             start = clock()
             if start >= stop_at:
                 return
             sent += 1
+            measured_sent += start >= measure_from
             try:
                 async with session.post(url, data=body) as response:
                     await response.read()
@@ -442,14 +566,33 @@ async def _generate_load(url: str, body: bytes, seconds: float, warmup_s: float,
                 else:
                     errors += 1
 
+    cpu: dict[str, float] = {}
+
+    async def sample_cpu_at_window_start() -> None:
+        await asyncio.sleep(max(measure_from - clock(), 0))
+        cpu["generator"], cpu["server"] = time.process_time(), cpu_seconds(server_pid)
+
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-    still_open = sum(not reader.at_eof() for reader, _ in held)
-    for _, writer in held:
-        writer.close()
+        await asyncio.gather(sample_cpu_at_window_start(), *(client(session) for _ in range(clients)))
+    generator_cpu_s = time.process_time() - cpu["generator"]
+    server_cpu_s = cpu_seconds(server_pid) - cpu["server"]
+    still_open = sum(map(_still_open, held))
+    for sock in held:
+        sock.close()
     window_s = max(last_end - measure_from, 1e-9)
     return {"latencies_ms": latencies, "errors": errors, "window_s": window_s, "requests_sent": sent,
-            "idle_held": still_open}  # fmt: skip
+            "idle_held": still_open, "measured_sent": measured_sent, "generator_cpu_s": generator_cpu_s,
+            "server_cpu_s": server_cpu_s}  # fmt: skip
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """Nothing to read and no end of stream: the server has not closed this idle connection."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def _loadgen_main(argv: list[str]) -> int:
@@ -464,6 +607,7 @@ def _loadgen_main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--new-connection", action="store_true", help="a new connection per request")
     parser.add_argument("--idle", type=int, default=0, help="idle connections to hold open meanwhile")
+    parser.add_argument("--server-pid", type=int, default=0, help="the server process, for its CPU in the window")
     args = parser.parse_args(argv)
     if not args.url.startswith(("http://127.0.0.1:", "http://localhost:")):
         parser.error("the load generator targets loopback only")
@@ -472,7 +616,7 @@ def _loadgen_main(argv: list[str]) -> int:
     body = Path(args.body_file).read_bytes()
     loop = _new_loop()
     try:
-        load = (args.max_requests, args.concurrency, args.new_connection, args.idle)
+        load = (args.max_requests, args.concurrency, args.new_connection, args.idle, args.server_pid)
         result = loop.run_until_complete(_generate_load(args.url, body, args.seconds, args.warmup, *load))
     finally:
         loop.close()

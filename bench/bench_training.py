@@ -6,6 +6,9 @@ temporary folder, or reads an existing demo folder given in ``BENCH_TRAINING_DIR
 share: OpenRLHF times each GRPO step (``train/timing/step_total``) but not the reward inside it, so the
 reward entry file is loaded as OpenRLHF loads it and timed on that stage's own rows, with responses as long
 as the run's mean (``train/response_chars``); share = seconds per sample x samples per step / step time.
+The same per-sample cost is also stated against a GPU-class step (the paper preset's samples per step and an
+assumed GPU step time, :func:`bench.bench_rewards.gpu_class_share`): a CPU step is slow, so its share hides
+what the reward costs next to a GPU. ``bench/run.py --only rewards`` gives that row without the demo.
 The whole ``.ci/run`` prints its own wall time at the end ("CI took N s").
 """
 
@@ -20,14 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_rewards import load_entry_reward_func
+from bench.bench_rewards import gpu_class_share, load_entry_reward_func
 from bench.common import BenchResult, below
 from openrlhf_act.devtools.tensorboard_logs import read_scalars
 
 STAGE_DONE = re.compile(r"pipeline: stage (\d+) \((\w+)\) finished in (\d+) s")
 
 
-def _reward_share(stage_dir: Path, data_file: Path, reward: str) -> tuple[float, str]:
+def _reward_share(stage_dir: Path, data_file: Path, reward: str) -> tuple[float, float, str]:
     logged = read_scalars(stage_dir)
 
     def mean(tag: str) -> float:
@@ -47,7 +50,7 @@ def _reward_share(stage_dir: Path, data_file: Path, reward: str) -> tuple[float,
             calls += 1
     per_sample = (time.perf_counter() - start) / calls
     share = per_sample * samples / step_s
-    return share, f"{per_sample * 1e6:.0f} us/sample x {samples:.0f} samples / {step_s:.1f} s step"
+    return share, per_sample, f"{per_sample * 1e6:.0f} us/sample x {samples:.0f} samples / {step_s:.1f} s step"
 
 
 def run(quick: bool) -> list[BenchResult]:
@@ -75,6 +78,7 @@ def run(quick: bool) -> list[BenchResult]:
             results.append(BenchResult("training: whole demo wall time", total, "s", "reported", True))
         pipeline = next((out / "runs").iterdir())
         for folder, data, reward in (("1-act", "act", "act_judgment"), ("3-rl", "next_action", "next_action")):
-            share, note = _reward_share(pipeline / folder, out / "data" / data / "train.jsonl", reward)
+            share, per_sample, note = _reward_share(pipeline / folder, out / "data" / data / "train.jsonl", reward)
             results.append(below(f"training: {reward} reward share of a GRPO step", share * 100, 1, "%", note))
+            results.append(gpu_class_share("training", reward, per_sample, f"the demo's {data} rows"))
         return results

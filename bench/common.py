@@ -7,8 +7,10 @@ machines are noisy.
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -49,3 +51,12 @@ def percentile(values: list[float], q: float) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux ``/proc``); NaN where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

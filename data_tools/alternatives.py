@@ -4,9 +4,11 @@ K-1 usable alternatives or the resampling budget is spent.
 A completion is usable when it commits to one well-formed action (``openrlhf_act.actions.read_action``:
 the agent prompt's ``Action:`` form, or a bare line that is an admissible command; never a reply cut
 off by the length limit), the action differs from the expert action after normalization, it is not a
-duplicate of an alternative already kept, and (optionally) it is one of the state's admissible
-actions. Every rejected completion and every state left without enough alternatives is counted by
-reason for the manifest, next to the share of completions accepted.
+duplicate of an alternative already kept, it is not a command the environment's parser is known to
+reject although its admissible lists offer it (``TextEnv.rejected_command``, counted as
+``parser_rejects``), and (optionally) it is one of the state's admissible actions. Every rejected
+completion and every state left without enough alternatives is counted by reason for the manifest,
+next to the share of completions accepted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 
 from data_tools.cache import SampleCache
 from openrlhf_act.actions import OK, Completion, match_admissible, normalize_action, read_action
+from openrlhf_act.envs.registry import ENVS, env_class
 from openrlhf_act.prompts import DEFAULT_MAX_ADMISSIBLE_IN_PROMPT, agent_messages
 from openrlhf_act.sampling import Sampler, SampleRequest
 from openrlhf_act.schema import State
@@ -83,6 +86,8 @@ def classify(completion: Completion, state: State, kept: list[str], require_admi
         return None, "equal_to_expert"
     if any(normalize_action(k) == normalized for k in kept):
         return None, "duplicate_alternative"
+    if state.env in ENVS and env_class(state.env).rejected_command(action) is not None:
+        return None, "parser_rejects"
     if require_admissible and state.admissible:
         matched = match_admissible(action, state.admissible)
         if matched is None:

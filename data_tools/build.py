@@ -2,7 +2,7 @@
 
 Outputs in the build directory: ``train.jsonl`` and ``eval.jsonl`` (contrast prompts, the data
 contract), ``pairs.jsonl`` (the pairs behind them, for the DPO and SFT-on-choice exports) and
-``manifest.json`` (counts, drop reasons, seed, full config, input hashes, package version). All of
+``manifest.json`` (counts, drop reasons, seed, full config, input hashes, package and environment versions). All of
 them are written to temporary files first and renamed only once everything succeeded; the manifest
 goes last. Same seed and inputs give byte-identical outputs (the manifest's verification seconds aside).
 
@@ -26,6 +26,7 @@ from data_tools.pairs import contrast_rows, fitted_contrast_rows, pair_to_json
 from data_tools.splits import eval_groups, split_of
 from data_tools.verify import Episode, Verification, VerifyStats, episode_of, verify_pairs
 from openrlhf_act import __version__
+from openrlhf_act.envs.registry import ENVS, env_versions
 from openrlhf_act.errors import DataError
 from openrlhf_act.files import atomic_open, sha256_file, write_json, write_rows
 from openrlhf_act.prompt_budget import (
@@ -294,6 +295,8 @@ def _manifest(config, sampler, trajectories, states, pairs, rows, eval_set, read
     return {
         **manifest_head(MANIFEST_SCHEMA, config.to_json(), config.inputs),
         "sampler": {"name": config.sampler, "fingerprint": sampler.fingerprint()},
+        # The environments the states come from, as installed here (they collect, replay and verify).
+        "env_versions": {env: env_versions(env) for env in sorted({s.env for s in states}) if env in ENVS},
         "counts": {
             "trajectories": trajectories,
             "states": len(states),

@@ -15,6 +15,7 @@ from typing import Any
 
 from openrlhf_act.actions import Completion
 from openrlhf_act.files import RecordLog, read_jsonl
+from openrlhf_act.redaction import redact
 from openrlhf_act.sampling import Sampler, SampleRequest
 
 
@@ -27,9 +28,9 @@ def request_key(
     expert: str = "",
 ) -> str:
     """Everything a sampler's output may depend on (the admissible sampler reads the admissible
-    actions and the expert action, not the prompt)."""
+    actions and the expert action, not the prompt). Credentials are not (a rotated key keeps the cache)."""
     payload = json.dumps(
-        [fingerprint, messages, n, seed, list(admissible or ()), expert], sort_keys=True, ensure_ascii=False
+        [redact(fingerprint), messages, n, seed, list(admissible or ()), expert], sort_keys=True, ensure_ascii=False
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 

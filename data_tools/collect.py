@@ -4,8 +4,8 @@ Episodes run on the environment pool (:class:`openrlhf_act.envs.pool.WorkerPool`
 worker process, so crashes and hangs are retried on a fresh simulator and the first Ctrl-C lets every
 worker finish its current episode before all simulators are closed. Finished episodes are appended to
 ``<out>.partial`` (a :class:`openrlhf_act.files.RecordLog`) as they complete, so an interrupted run
-resumes where it stopped; the final file is written sorted (deterministic) and atomically, then the
-partial file is removed.
+resumes where it stopped; the final file is written sorted (deterministic) and atomically, then
+``<out stem>.manifest.json`` (the episodes, counts and environment versions), then the partial file is removed.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrlhf_act import __version__
 from openrlhf_act.envs.base import EnvError, EnvTask
 from openrlhf_act.envs.pool import EnvSession, JobFailed, WorkerPool
-from openrlhf_act.files import RecordLog, read_jsonl, write_jsonl
+from openrlhf_act.envs.registry import env_versions
+from openrlhf_act.files import RecordLog, read_jsonl, write_json, write_jsonl
 from openrlhf_act.schema import Outcome, Step, Trajectory
 
 COLLECTABLE_ENVS = ("scienceworld",)
+MANIFEST_SCHEMA = "openrlhf-act/collect-manifest/v1"
 
 
 @dataclass
@@ -142,8 +145,22 @@ def collect(
         del stats.dropped["env_error"]
     stats.kept = len(kept)
     write_jsonl(out, kept)
+    write_json(out.with_name(out.stem + ".manifest.json"), _manifest(episodes, stats, with_admissible))
     partial.unlink(missing_ok=True)
     return stats
+
+
+def _manifest(episodes: Sequence[EnvTask], stats: CollectStats, with_admissible: bool) -> dict[str, Any]:
+    """What was collected and with which environment (its versions decide the observations)."""
+    envs = sorted({e.env for e in episodes})
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "version": __version__,
+        "env_versions": {env: env_versions(env) for env in envs},
+        "episodes": [e.task_id for e in episodes],
+        "admissible": with_admissible,
+        "counts": stats.to_json(),
+    }
 
 
 def _play_all(todo: Sequence[EnvTask], partial: Path, *, workers: int, with_admissible: bool, progress: Any) -> None:

@@ -31,6 +31,7 @@ from data_tools.readers import ReaderStats, read_trajectories
 from openrlhf_act import __version__
 from openrlhf_act.envs.base import EnvTask
 from openrlhf_act.envs.pool import EnvSession, JobFailed, WorkerFailed, WorkerPool
+from openrlhf_act.envs.registry import env_versions
 from openrlhf_act.errors import DataError, UsageError
 from openrlhf_act.files import RecordLog, dumps, read_jsonl, sha256_file, write_json, write_jsonl
 from openrlhf_act.schema import Outcome, Step, Trajectory
@@ -298,6 +299,7 @@ def _manifest(config: ReplayConfig, simplification: str, detected: bool, stats: 
         "schema": MANIFEST_SCHEMA,
         "version": __version__,
         "env": config.env,
+        "env_versions": env_versions(config.env),
         "config": asdict(config),
         "simplification": {"value": simplification, "detected": detected},
         "inputs": inputs,

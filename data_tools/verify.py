@@ -15,6 +15,10 @@ Elsewhere (ScienceWorld has no state save) each alternative starts from a fresh 
 expert's earlier actions replayed (``prefix_replay``: a pair at step i costs i + 1 steps). Environment
 steps, starts, restores and seconds (wall, with the simulators' start, and ``play_seconds``, the jobs
 alone, summed over workers) are counted for the manifest: the cost of verification.
+
+An alternative the environment's parser is known to reject (``TextEnv.rejected_command``: ScienceWorld
+offers some in its admissible lists) is ``rejected`` without being played, counted by pattern
+(``rejected_unplayed``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from openrlhf_act.envs.base import EnvStep, EnvTask
 from openrlhf_act.envs.pool import EnvSession, JobFailed, WorkerPool
+from openrlhf_act.envs.registry import env_class
 from openrlhf_act.schema import ContrastPair, Trajectory
 
 logger = logging.getLogger(__name__)
@@ -142,6 +147,7 @@ class JobResult:
     starts: int = 0
     restores: int = 0
     seconds: float = 0.0  # playing this job, without the pool's start
+    unplayed: Counter[str] = field(default_factory=Counter)  # known rejections by pattern
 
 
 @dataclass
@@ -156,6 +162,7 @@ class VerifyStats:
     restores: int = 0
     seconds: float = 0.0
     play_seconds: float = 0.0
+    unplayed: Counter[str] = field(default_factory=Counter)
     groups: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -167,6 +174,7 @@ class VerifyStats:
             "verified_pairs": self.verified_pairs,
             "failed_pairs": dict(sorted(self.failed.items())),
             "verdicts": {v: self.verdicts[v] for v in VERDICTS},
+            "rejected_unplayed": dict(sorted(self.unplayed.items())),
             "env_steps": self.steps,
             "env_starts": self.starts,
             "restores": self.restores,
@@ -195,6 +203,16 @@ def judge(action: str, before: EnvStep, after: EnvStep) -> Verdict:
     return Verdict(action, verdict, delta)
 
 
+def known_rejection(env: str, action: str, result: JobResult) -> Verdict | None:
+    """The ``rejected`` verdict of an alternative the environment's parser is known to reject, counted;
+    ``None`` when it must be played."""
+    reason = env_class(env).rejected_command(action)
+    if reason is None:
+        return None
+    result.unplayed[reason] += 1
+    return Verdict(action, REJECTED, 0.0)
+
+
 def _diverged(nxt: EnvStep, step: int, last: int) -> bool:
     """The expert's own action was rejected, or ended the episode before its last verified state: the
     environment is not replaying this trajectory, so later states would be verified in another world."""
@@ -212,6 +230,9 @@ def play_walk(session: EnvSession, job: Job) -> JobResult:
         if step in alternatives:
             token = session.snapshot()
             for alternative in alternatives[step]:
+                if (known := known_rejection(job.episode.env, alternative, result)) is not None:
+                    verdicts.append(known)
+                    continue
                 verdicts.append(judge(alternative, current, session.step(alternative)))
                 session.restore(token)
                 result.steps += 1
@@ -247,11 +268,16 @@ def play_replay(session: EnvSession, job: Job) -> JobResult:
         verdicts = []
         before: EnvStep | None = None
         for alternative in alternatives:
+            if (known := known_rejection(job.episode.env, alternative, result)) is not None:
+                verdicts.append(known)
+                continue
             before = _replay_prefix(session, job, step, result)
             if before is None:
                 break
             verdicts.append(judge(alternative, before, session.step(alternative)))
             result.steps += 1
+        if len(verdicts) == len(alternatives) and before is None:  # none played: the state's score is still needed
+            before = _replay_prefix(session, job, step, result)
         if before is None:
             result.failed.update({s: PREFIX_DIVERGED for s, _ in job.pairs[index:]})
             break
@@ -280,8 +306,6 @@ def verify_pairs(
     """Verify every pair's alternatives; returns the verifications by state key (pairs that could not
     be verified are absent and counted in the stats by reason). ``snapshots`` False replays prefixes
     even where the environment could snapshot (to compare the two modes' verdicts and cost)."""
-    from openrlhf_act.envs.registry import env_class
-
     stats = VerifyStats()
     by_trajectory: dict[str, list[ContrastPair]] = {}
     for pair in pairs:
@@ -334,6 +358,7 @@ def _run_group(
         counted.starts += result.starts
         counted.restores += result.restores
         counted.seconds += result.seconds
+        stats.unplayed.update(result.unplayed)
 
     def play(session: EnvSession, job: Job) -> JobResult:
         begun = time.perf_counter()

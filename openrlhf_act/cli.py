@@ -10,6 +10,7 @@ import sys
 
 from openrlhf_act import __version__
 from openrlhf_act.errors import DataError, UsageError
+from openrlhf_act.redaction import RedactingFilter, redact_text
 
 COMMANDS = (
     ("data", "openrlhf_act.commands.data"),
@@ -44,13 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     if not args.verbose:  # environment packages log every episode load at INFO
         for noisy in ("scienceworld", "py4j", "textworld", "alfworld"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except (UsageError, DataError) as exc:
-        print(f"openrlhf-act: error: {exc}", file=sys.stderr)
+        print(f"openrlhf-act: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("openrlhf-act: interrupted", file=sys.stderr)

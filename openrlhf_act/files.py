@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from openrlhf_act.errors import UsageError
+from openrlhf_act.redaction import comparable, redact, redact_text
 
 logger = logging.getLogger(__name__)
 RUN_FILE = "run.json"
@@ -64,15 +65,17 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """A manifest or summary: indented, keys sorted, so two runs diff cleanly."""
+    """A manifest, run settings or summary: indented, keys sorted, so two runs diff cleanly. Every
+    settings file goes through here, so secrets are redacted here (:mod:`openrlhf_act.redaction`)."""
     with atomic_open(path) as out:
-        json.dump(obj, out, ensure_ascii=False, indent=2, sort_keys=True)
+        json.dump(redact(obj), out, ensure_ascii=False, indent=2, sort_keys=True)
         out.write("\n")
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """A report or summary in text (credentials in it redacted, as in :func:`write_json`)."""
     with atomic_open(path) as out:
-        out.write(text)
+        out.write(redact_text(text))
 
 
 def read_jsonl(path: str | Path, *, log: bool = False) -> Iterator[Any]:
@@ -145,14 +148,15 @@ class RecordLog:
 def open_run_dir(out_dir: str | Path, settings: dict[str, Any]) -> None:
     """Create a run directory that records ``settings`` in ``run.json``, or check that an existing one
     holds a run of the same settings, so a resumed run never mixes the results of two. ``version`` is
-    recorded, not compared: a newer package may finish a run an older one started."""
+    recorded, not compared: a newer package may finish a run an older one started. Secrets are recorded
+    redacted and not compared: a rotated API key resumes the run."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_FILE
     if not path.exists():
         write_json(path, settings)
         return
-    old = json.loads(path.read_text(encoding="utf-8"))
+    old, settings = comparable(json.loads(path.read_text(encoding="utf-8"))), comparable(redact(settings))
     keys = dict.fromkeys([*settings, *old])  # a setting only one of the two records differs too
     changed = [key for key in keys if key != "version" and old.get(key) != settings.get(key)]
     if changed:

@@ -37,6 +37,7 @@ fi
 source "$(dirname "${BASH_SOURCE[0]}")/openrlhf_flags.sh"
 
 DATA_KIND=act_judgment # what recipe check holds the --data.* flags below to (openrlhf_act/data_kinds.py)
+# shellcheck disable=SC2154  # $reward / $executor: set by entry_file
 if [[ $ACT_SWAP_CONSISTENCY == 1 ]]; then
     entry_file executor consistency
     scoring=(--train.agent_func_path "$executor")

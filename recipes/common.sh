@@ -113,11 +113,13 @@ absolute() {
 setting PRESET paper "paper: Qwen3-8B on one node of 8x80 GB, as in the paper | small: Qwen3-0.6B on 1 GPU, a first try | cpu: a tiny local model on a machine without a GPU (tests, openrlhf-act demo)"
 require_choice PRESET paper small cpu
 
-setting MODE local "local: run here (starts 'ray start --head' if no cluster is up) | job: 'ray job submit' to RAY_ADDRESS"
+setting MODE local "local: run here (on the Ray cluster an exported RAY_ADDRESS names, else a private head each GRPO stage starts and stops) | job: 'ray job submit' to RAY_ADDRESS"
 require_choice MODE local job
 setting RAY_ADDRESS "http://127.0.0.1:8265" "MODE=job: the Ray dashboard address the job is submitted to"
-setting JOB_SHIP installed "MODE=job: how the plugin reaches the cluster: installed (same environment on every node) | py_modules (upload this checkout) | pip (pip-install openrlhf-act==this version)"
-require_choice JOB_SHIP installed py_modules pip
+setting JOB_SHIP installed "MODE=job: how the plugin reaches the cluster: installed (scripts/setup_gpu.sh or the image on every node) | py_modules (Ray uploads this checkout's package with the job)"
+# openrlhf-act is not on PyPI: a pip requirement would name a package no index has.
+[[ $JOB_SHIP != pip ]] || die "JOB_SHIP=pip is not offered: openrlhf-act is not published on PyPI; use JOB_SHIP=py_modules (Ray uploads this checkout's package) or JOB_SHIP=installed (scripts/setup_gpu.sh or docker/Dockerfile on every node)"
+require_choice JOB_SHIP installed py_modules
 setting PYTHON python3 "Python interpreter that runs OpenRLHF's modules (on the cluster for MODE=job)"
 
 setting DATA_DIR "./data" "root of the exported data: act/ (openrlhf-act data build), sft/ next_action/ dpo/ sft_choice/ (openrlhf-act data export)"
@@ -159,7 +161,7 @@ setting KL_COEF 1e-3 "KL loss coefficient against the stage's starting model (k3
 setting DYNAMIC_FILTERING "$(by_preset 1 1 0)" "1: drop prompt groups whose scores are all 0 or all 1 (--algo.dynamic_filtering_enable on scores)"
 setting ROLLOUT_BATCH "$(by_preset 64 16 2)" "prompts per rollout step (each sampled GROUP_SIZE times)"
 setting TRAIN_BATCH "$(by_preset 128 32 8)" "samples per optimizer step (GRPO)"
-setting MICRO_ROLLOUT_BATCH "$(by_preset 4 8 4)" "samples per GPU per forward pass while scoring rollouts"
+setting MICRO_ROLLOUT_BATCH "$(by_preset 1 1 4)" "samples per GPU per forward pass while scoring rollouts (1: every last-step size deals evenly over 8 GPUs; recipe check proves a layout)"
 setting MICRO_TRAIN_BATCH "$(by_preset 2 4)" "samples per GPU per training micro-step (GRPO)"
 setting PROMPT_MAX_LEN "$(by_preset 4096 2048 1536)" "longest prompt in tokens (GRPO stages)"
 setting GENERATE_MAX_LEN "$(by_preset 8192 2048 48)" "longest response in tokens: thinking-length by default (GRPO stages)"
@@ -172,22 +174,37 @@ setting SFT_MAX_LEN "$(by_preset 4096 2048 1600)" "longest prompt + target in to
 setting SFT_BATCH "$(by_preset 128 32 2)" "samples per optimizer step (IL, DPO and SFT-on-choice stages)"
 setting SFT_MICRO_BATCH "$(by_preset 2 4 1)" "samples per GPU per micro-step (IL, DPO and SFT-on-choice stages)"
 setting HOSTFILE "" "DeepSpeed hostfile, required when NNODES > 1 for the IL, DPO and SFT-on-choice stages"
+setting DS_MASTER_PORT auto "port of the DeepSpeed launcher's rendezvous (--master_port): auto (a free port picked at launch, so two stages on one machine never collide) | a port number"
+if [[ $DS_MASTER_PORT != auto ]] && ! [[ $DS_MASTER_PORT =~ ^[1-9][0-9]{0,4}$ && $DS_MASTER_PORT -le 65535 ]]; then
+    die "DS_MASTER_PORT must be auto or a port number 1-65535, got '$DS_MASTER_PORT'"
+fi
 require_int SFT_MAX_LEN SFT_BATCH SFT_MICRO_BATCH
 
 setting EPOCHS "$(by_preset 3 3 1)" "passes over the stage's data (the paper's epoch-matched setting: 3 per stage)"
 setting EVAL_STEPS "$(by_preset 20 20 2)" "evaluate on the eval split every N steps (-1: never)"
 setting EVAL_SAMPLES "$(by_preset 4 4 1)" "responses per eval prompt (GRPO stages)"
-setting SAVE_STEPS "$(by_preset 50 50 1)" "save a resumable checkpoint every N steps (-1: only the final model); reruns resume from it"
+setting SAVE_STEPS "$(by_preset 50 50 1)" "save a resumable checkpoint every N steps (-1: only the final model) in \$SAVE_DIR.ckpt, beside the model folder; reruns resume from it"
+setting KEEP_CHECKPOINTS 2 "resumable checkpoints kept per stage, the oldest deleted first (--ckpt.max_num); no Hugging Face copies are kept besides the final model"
+setting BEST_CHECKPOINT none "GRPO stages: none | auto (OpenRLHF picks the first eval_*_pass1) | an eval metric key: also keep the one DeepSpeed checkpoint with the best eval value (--ckpt.best_metric_key; one more full checkpoint on disk)"
 setting SEED 42 "training seed"
 setting MAX_SAMPLES "$(by_preset all all 4)" "use at most N rows of each training and eval file (--data.max_samples) | all"
-require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED
+require_int EPOCHS EVAL_STEPS EVAL_SAMPLES SAVE_STEPS SEED KEEP_CHECKPOINTS
+((KEEP_CHECKPOINTS >= 1)) || die "KEEP_CHECKPOINTS must be at least 1 (the checkpoint a rerun resumes from), got $KEEP_CHECKPOINTS"
+if [[ $BEST_CHECKPOINT != auto ]]; then
+    on[BEST_CHECKPOINT]=1 # auto: OpenRLHF's own default, no flag
+fi
 if [[ $MAX_SAMPLES != all ]]; then
     require_int MAX_SAMPLES
     on[MAX_SAMPLES]=1
 fi
 
-setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (log in first or set WANDB_API_KEY) | none"
+setting LOGGER tensorboard "tensorboard (under the stage's output dir) | wandb (needs WANDB_API_KEY in the environment) | none"
 require_choice LOGGER tensorboard wandb none
+# `wandb login` writes ~/.netrc, which Ray actors on another node or under another HOME do not read; their
+# wandb.login(key="True") then fails mid-run. The key reaches every process as WANDB_API_KEY (never printed).
+if [[ $LOGGER == wandb && $RUN_AS == run && -z ${WANDB_API_KEY:-} ]]; then
+    die "LOGGER=wandb needs WANDB_API_KEY in the environment (export it, or read it from a file: export WANDB_API_KEY=\$(cat FILE)); 'wandb login' alone does not reach the Ray workers"
+fi
 # shellcheck disable=SC2034  # read by the recipes
 on[$LOGGER]=1
 setting WANDB_PROJECT openrlhf-act "LOGGER=wandb: project"
@@ -230,7 +247,12 @@ run_cmd() {
         dry) command_line "$@" ;;
         list) ;;
         run)
-            printf '+ %s\n' "$(command_line "$@")" >&2
+            local shown
+            shown=$(command_line "$@")
+            if [[ -n ${WANDB_API_KEY:-} ]]; then
+                shown=${shown//"$WANDB_API_KEY"/<hidden>} # the key travels in the runtime env, never to a log
+            fi
+            printf '+ %s\n' "$shown" >&2
             "$@"
             ;;
     esac
@@ -273,7 +295,7 @@ JOB_WORKING_DIR=""
 stage_setup() {
     # stage_setup NAME: the stage's SAVE_DIR, RUN_NAME and EXTRA_ARGS (the words of <NAME>_EXTRA_ARGS).
     STAGE=$1
-    setting SAVE_DIR "$OUTPUT_DIR/$STAGE" "where this stage writes its final Hugging Face checkpoint (and ckpt/, logs)"
+    setting SAVE_DIR "$OUTPUT_DIR/$STAGE" "where this stage writes its final Hugging Face checkpoint (and tensorboard/); its resumable checkpoints go beside it, in \$SAVE_DIR.ckpt"
     absolute SAVE_DIR
     setting RUN_NAME "$STAGE-$PRESET" "run name shown by the logger"
     local extra=${STAGE^^}_EXTRA_ARGS
@@ -342,10 +364,6 @@ build_runtime_env() {
                 json_into text "$ACT_PACKAGE_DIR"
                 RUNTIME_ENV+=", \"py_modules\": [$text]"
                 ;;
-            pip)
-                json_into text "openrlhf-act==$ACT_VERSION"
-                RUNTIME_ENV+=", \"pip\": [$text]"
-                ;;
             installed) ;;
         esac
         if [[ -n $JOB_WORKING_DIR ]]; then
@@ -369,21 +387,59 @@ recipe_notes() {
     fi
 }
 
+setting RESOURCE_WAIT_S 300 "seconds a stage waits for the GPUs and CPUs it asks of the Ray cluster to be free before it stops, naming what is missing"
+setting KEEP_RAY 0 "1: leave running the Ray head a recipe started (by default it is stopped by pid when the recipe ends, also on a failure or Ctrl-C)"
+require_int RESOURCE_WAIT_S
+switch KEEP_RAY
+
+preflight() {
+    # preflight COMMAND...: `openrlhf-act recipe preflight` judges the stage's command before it runs (flags,
+    # layout, dtype, data, disk, the Ray cluster's resources); it stops the stage before any model loads.
+    [[ $RUN_AS == run ]] || return 0
+    openrlhf-act recipe preflight --recipe "$RECIPES_DIR/$RECIPE_NAME" --data-kind "$DATA_KIND" \
+        --wait "$RESOURCE_WAIT_S" -- "$@" || die "the preflight stopped this stage before anything started (see above)"
+}
+
+stop_ray_head() {
+    # The EXIT trap of a recipe that started a head: stop it by the pids its state file names.
+    openrlhf-act recipe ray-head stop --state "$RAY_HEAD_STATE" ||
+        printf '%s: could not stop the Ray head recorded in %s\n' "$RECIPE_NAME" "$RAY_HEAD_STATE" >&2
+}
+
 ensure_ray_head() {
-    local head=(ray start --head --num-gpus "$GPUS_PER_NODE" --disable-usage-stats)
+    # MODE=local: the Ray cluster the driver joins. RAY_ADDRESS in the environment names one (yours, the demo's);
+    # otherwise the recipe starts a private head (its own port and temporary folder, so another Ray cluster on
+    # this machine is left alone), exports RAY_ADDRESS for the driver, and stops it by pid when it ends.
+    local gpus=$GPUS_PER_NODE cpus=() head
     if [[ $PRESET == cpu ]]; then
         # Fake GPU resources: one per role (actor, reference, vLLM engine), on loopback.
-        head=(ray start --head --num-gpus "$((2 * GPUS_PER_NODE + VLLM_ENGINES * VLLM_TP))" --num-cpus 4
-            --node-ip-address 127.0.0.1 --include-dashboard false --disable-usage-stats)
+        gpus=$((2 * GPUS_PER_NODE + VLLM_ENGINES * VLLM_TP))
+        cpus=(--num-cpus 4)
     fi
+    RAY_HEAD_STATE=$SAVE_DIR.ray-head.json
+    head=(openrlhf-act recipe ray-head start --state "$RAY_HEAD_STATE" --log "$SAVE_DIR.ray-head.log"
+        --num-gpus "$gpus" "${cpus[@]}" --timeout "$RESOURCE_WAIT_S")
     case $RUN_AS in
         dry)
-            note "only when no Ray cluster is running on this node:"
+            note "unless RAY_ADDRESS is exported: a private Ray head for this stage, stopped when it ends (KEEP_RAY=1 keeps it):"
             run_cmd "${head[@]}"
             ;;
         run)
-            if ! ray status >/dev/null 2>&1; then
-                run_cmd "${head[@]}"
+            if [[ $(declare -p RAY_ADDRESS) == "declare -x"* ]]; then
+                return 0 # a cluster named in the environment; the preflight checks its resources
+            fi
+            ((NNODES == 1)) || die "NNODES=$NNODES with MODE=local: export RAY_ADDRESS=<head ip>:<port> of the Ray cluster that spans the nodes ('ray start --head' on one, 'ray start --address' on the others)"
+            if [[ ${on[KEEP_RAY]:-} != 1 ]]; then
+                trap stop_ray_head EXIT
+                trap 'exit 130' INT
+                trap 'exit 143' TERM
+            fi
+            printf '+ %s\n' "$(command_line "${head[@]}")" >&2
+            RAY_ADDRESS=$("${head[@]}") || die "the private Ray head did not start; its log: $SAVE_DIR.ray-head.log"
+            export RAY_ADDRESS
+            if [[ ${on[KEEP_RAY]:-} == 1 ]]; then
+                printf '%s: KEEP_RAY=1: the Ray head at %s stays up; stop it: openrlhf-act recipe ray-head stop --state %s\n' \
+                    "$RECIPE_NAME" "$RAY_ADDRESS" "$RAY_HEAD_STATE" >&2
             fi
             ;;
         list) ;;
@@ -397,20 +453,30 @@ launch_ray_module() {
     build_runtime_env
     recipe_notes
     if [[ $MODE == job ]]; then
-        run_cmd ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$RUNTIME_ENV" \
-            -- "$PYTHON" -m "$module" "$@"
+        local command=(ray job submit --address "$RAY_ADDRESS" --runtime-env-json "$RUNTIME_ENV" -- "$PYTHON" -m "$module" "$@")
     else
         ensure_ray_head
         # The variable `ray job submit` gives its entrypoint: OpenRLHF's own ray.init() merges this runtime env.
-        run_cmd env "RAY_JOB_CONFIG_JSON_ENV_VAR={\"runtime_env\": $RUNTIME_ENV}" "$PYTHON" -m "$module" "$@"
+        local command=(env "RAY_JOB_CONFIG_JSON_ENV_VAR={\"runtime_env\": $RUNTIME_ENV}" "$PYTHON" -m "$module" "$@")
     fi
+    preflight "${command[@]}"
+    run_cmd "${command[@]}"
 }
 
 launch_deepspeed_module() {
     # launch_deepspeed_module MODULE ARGS...: a DeepSpeed program (train_sft, train_dpo), here or as a Ray job.
     local module=$1
     shift
-    local launcher=(deepspeed --num_gpus "$GPUS_PER_NODE")
+    local launcher=(deepspeed --num_gpus "$GPUS_PER_NODE" --master_port) port=$DS_MASTER_PORT
+    if [[ $port == auto ]]; then
+        # DeepSpeed's launcher always takes 29500 otherwise: a second stage on the machine fails with EADDRINUSE.
+        case $RUN_AS in
+            run) port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])') ||
+                die "could not pick a free port for the DeepSpeed launcher; set DS_MASTER_PORT" ;;
+            *) port=FREE_PORT ;;
+        esac
+    fi
+    launcher+=("$port")
     if ((NNODES > 1)); then
         [[ $MODE == local ]] || die "a multi-node DeepSpeed stage runs with MODE=local and HOSTFILE (one launcher drives all nodes)"
         [[ -n $HOSTFILE ]] || die "NNODES=$NNODES needs HOSTFILE (DeepSpeed's hostfile: one 'host slots=N' line per node)"
@@ -418,6 +484,8 @@ launch_deepspeed_module() {
     fi
     build_runtime_env
     recipe_notes
+    [[ $port != FREE_PORT ]] || note "--master_port FREE_PORT: a free port is picked at launch (DS_MASTER_PORT=N fixes it)"
+    preflight "${launcher[@]}" --module "$module" "$@"
     if [[ $MODE == job ]]; then
         run_cmd ray job submit --address "$RAY_ADDRESS" --entrypoint-num-gpus "$GPUS_PER_NODE" \
             --runtime-env-json "$RUNTIME_ENV" -- "${launcher[@]}" --module "$module" "$@"

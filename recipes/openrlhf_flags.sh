@@ -4,7 +4,7 @@
 # settings) and writes its command as these groups plus its own flags: model, learning rate, data
 # columns, reward. `DRY_RUN=1 bash recipes/<stage>.sh` prints the whole command, expanded, to copy.
 # Every flag follows a setting (`openrlhf-act recipe list`); <STAGE>_EXTRA_ARGS, passed last, wins.
-# shellcheck disable=SC2034,SC2154  # the groups are read by the recipes; the settings come from common.sh
+# shellcheck disable=SC2034,SC2153,SC2154  # the groups are read by the recipes; the settings come from common.sh
 
 # ---- GRPO stages: openrlhf.cli.train_ppo_ray --------------------------------------------------
 
@@ -25,7 +25,7 @@ GRPO_ALGORITHM=(
     ${on[DYNAMIC_FILTERING]:+--algo.dynamic_filtering_enable --algo.dynamic_filtering_range 0 1}
 )
 
-# Lengths, sampling and batches; one pass over the prompts per episode.
+# Lengths, sampling and batches; one pass over the prompts per episode; eval sampling and the best checkpoint.
 GRPO_ROLLOUT=(
     ${on[MAX_SAMPLES]:+--data.max_samples "$MAX_SAMPLES"}
     --data.max_len "$((PROMPT_MAX_LEN + GENERATE_MAX_LEN))" --rollout.max_new_tokens "$GENERATE_MAX_LEN"
@@ -34,6 +34,7 @@ GRPO_ROLLOUT=(
     --train.batch_size "$TRAIN_BATCH" --train.micro_batch_size "$MICRO_TRAIN_BATCH"
     --train.num_episodes "$EPOCHS" --train.max_epochs 1 --train.seed "$SEED"
     --eval.n_samples_per_prompt "$EVAL_SAMPLES"
+    ${on[BEST_CHECKPOINT]:+--ckpt.best_metric_key "$BEST_CHECKPOINT"}
 )
 
 # DeepSpeed for the actor.
@@ -60,11 +61,12 @@ SFT_DEEPSPEED=(
 
 # ---- Every stage -------------------------------------------------------------------------------
 
-# Evaluation, resumable checkpoints (a rerun resumes from $SAVE_DIR/ckpt), logs.
+# Evaluation, resumable checkpoints beside the final model (a rerun resumes from $SAVE_DIR.ckpt), logs.
+# No --ckpt.save_hf: GRPO stages write those copies outside the rotated folder, so nothing would delete them.
 EVAL_CHECKPOINTS_AND_LOGS=(
     --eval.steps "$EVAL_STEPS"
-    --ckpt.output_dir "$SAVE_DIR" --ckpt.path "$SAVE_DIR/ckpt" --ckpt.save_steps "$SAVE_STEPS"
-    --ckpt.save_hf --ckpt.max_num 2 --ckpt.load_enable
+    --ckpt.output_dir "$SAVE_DIR" --ckpt.path "$SAVE_DIR.ckpt" --ckpt.save_steps "$SAVE_STEPS"
+    --ckpt.max_num "$KEEP_CHECKPOINTS" --ckpt.load_enable
     --logger.wandb.run_name "$RUN_NAME" --logger.logging_steps 1
     ${on[tensorboard]:+--logger.tensorboard_dir "$SAVE_DIR/tensorboard"}
     ${on[wandb]:+--logger.wandb.key True --logger.wandb.project "$WANDB_PROJECT"}

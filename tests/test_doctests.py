@@ -13,6 +13,7 @@ MODULES = (
     "openrlhf_act.rewards.next_action",
     "openrlhf_act.verdict",
     "openrlhf_act.actions",
+    "openrlhf_act.redaction",
 )
 
 

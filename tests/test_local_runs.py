@@ -21,14 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ctrl_c_stops_the_child_and_everything_it_started(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    script = f"sleep 300 & echo $! > {pid_file}; wait"
-    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    script = f"sleep 300 & echo $! > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; wait"
+
+    def interrupt_once_started() -> None:  # a condition, not a delay: a busy machine starts bash late
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_started)
+    interrupter.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_logged(["bash", "-c", script], tmp_path / "child.log", dict(os.environ), grace=2)
-    timer.join()
-    assert time.monotonic() - started < 30
+    interrupter.join()
+    assert time.monotonic() - started < 150
     grandchild = int(pid_file.read_text())
     assert not alive(grandchild)
 

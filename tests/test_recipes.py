@@ -115,7 +115,7 @@ def test_dry_run_prints_expanded_commands_and_runs_nothing(tmp_path):
     assert not marker.exists(), marker.read_text()
     commands = [shlex.split(line) for line in out.stdout.splitlines() if line and not line.startswith("#")]
     assert all("$" not in word for argv in commands for word in argv), "unexpanded variables"
-    assert commands[0][:3] == ["ray", "start", "--head"]
+    assert commands[0][:4] == ["openrlhf-act", "recipe", "ray-head", "start"]  # a private head, stopped at the end
     launches = [launch for argv in commands if (launch := split_launch(argv)) is not None]
     assert [lc.module for lc in launches] == [
         "openrlhf.cli.train_ppo_ray",
@@ -265,7 +265,7 @@ def flags_written(path: Path) -> set[str]:
 def test_a_shared_flag_is_written_once():
     """The flags of the shared groups are written only there, never again in a stage recipe."""
     shared = flags_written(RECIPES / FLAG_GROUPS)
-    assert "--algo.advantage.estimator" in shared and "--ckpt.save_hf" in shared
+    assert "--algo.advantage.estimator" in shared and "--ckpt.max_num" in shared
     for script in sorted(RECIPES.glob("*.sh")):
         if script.name not in SOURCED:
             assert not flags_written(script) & shared, script.name

@@ -15,7 +15,7 @@ from data_tools.episode_match import detect_simplification, normalized_text, sci
 from data_tools.replay import ReplayConfig, replay
 from openrlhf_act.cli import main
 from openrlhf_act.envs.base import EnvTask
-from openrlhf_act.envs.registry import expert_options
+from openrlhf_act.envs.registry import env_versions, expert_options
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.episodes import EpisodeRunner
 from openrlhf_act.eval.policies import ExpertPolicy
@@ -143,6 +143,7 @@ def test_scienceworld_replay_matches_by_id_and_text_reports_rejects_and_resumes(
     assert manifest["counts"]["kept"] == 2 and manifest["counts"]["won"] == 2
     assert manifest["counts"]["dropped"] == {"action_rejected": 1, "unknown_task_text": 1}
     assert manifest["simplification"] == {"detected": True, "value": ""}
+    assert manifest["env_versions"] == env_versions("scienceworld")
 
     # parity: the exported next-action prompts are what the harness shows at every step
     (first,) = [t for t in kept if t["meta"]["matched_by"] == "id"]

@@ -3,9 +3,13 @@
 Two ``PythonInterface`` objects behind one py4j gateway are two simulators in one JVM. They are not
 independent: the simulator keeps JVM-wide state in Scala objects, e.g. ``util.UniqueIdentifier`` (the
 object-id counter, reset by every ``load``) and ``scala.util.Random`` (seeded with the variation by every
-``load`` and drawn from while worlds are built and stepped). So one simulator's ``load`` and steps change
-what another one plays, even when the two are driven one call at a time from a single thread. The control
-shows the same episodes are reproducible in fresh JVMs, so the difference comes from the sharing.
+``load`` and drawn from while worlds are built), which concurrent loads would interleave; and with the JVM's
+default identity hash codes, which order a world's hash sets, one simulator's objects advance the hash sequence
+the other's worlds are ordered by. So one simulator's ``load`` and steps change what another one plays, even
+when the two are driven one call at a time from a single thread. The control shows the same episodes are
+reproducible in fresh JVMs, so the difference comes from the sharing. (The adapter's JVM starts with constant
+identity hashes, with which these interleaved episodes, and 3 other pairs measured once, play as they do alone;
+and one simulator per JVM plays an episode the same after any other: tests/test_reproducible_episodes.py.)
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ SECOND = ("lifespan-longest-lived", 5)
 
 def _transcripts(*episodes: tuple[str, int]) -> list[list[tuple[str, int, bool]]]:
     """Play each episode's gold path in one fresh JVM, one simulator per episode, steps interleaved
-    round-robin from this thread: per episode the (observation, score, completed) of every step."""
+    round-robin from this thread: per episode the (observation, score, completed) of every step. The JVM starts
+    as the package starts it, with the JVM's default identity hash codes."""
     from bench.bench_jvm import launch_jvm, new_simulator
 
     gateway = launch_jvm()
@@ -69,11 +74,12 @@ def test_jvm_options_reach_the_simulators_jvm_only():
     import os
     from pathlib import Path
 
-    from openrlhf_act.envs.scienceworld import ScienceWorld
+    from openrlhf_act.envs.scienceworld import REPRODUCIBLE_JVM_FLAGS, ScienceWorld
 
     before = os.environ.get("JAVA_TOOL_OPTIONS")
     with ScienceWorld(jvm_options="-XX:+UseSerialGC") as env:
         environ = Path(f"/proc/{env.java_pid}/environ").read_bytes().split(b"\0")
-        assert b"JAVA_TOOL_OPTIONS=" + b" ".join([*(before or "").encode().split(), b"-XX:+UseSerialGC"]) in environ
+        flags = [*(before or "").split(), *REPRODUCIBLE_JVM_FLAGS, "-XX:+UseSerialGC"]
+        assert ("JAVA_TOOL_OPTIONS=" + " ".join(flags)).encode() in environ
         assert env.task_names
     assert os.environ.get("JAVA_TOOL_OPTIONS") == before

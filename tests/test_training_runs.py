@@ -155,6 +155,28 @@ def test_act_il_rl_pipeline_through_openrlhf_trainers(workspace, tmp_path):
     assert_load_in_vllm(tmp_path, [stages[2]])
 
 
+def test_grpo_checkpoints_stay_bounded_and_beside_the_model(workspace, tmp_path):
+    """A checkpoint every step over 4 steps, KEEP_CHECKPOINTS=2 and the best-checkpoint policy on (an eval every
+    step): OpenRLHF's own rotation leaves 2 step checkpoints (the newest, and the one it ranks best of the rest)
+    and 1 best, all in $SAVE_DIR.ckpt; no Hugging Face copy anywhere; the model folder holds the final model and
+    its logs only."""
+    from openrlhf_act.rewards import next_action
+
+    out = tmp_path / "runs"
+    settings = {"EPOCHS": "2", "SAVE_STEPS": "1", "EVAL_STEPS": "1", "KEEP_CHECKPOINTS": "2", "BEST_CHECKPOINT": "auto"}
+    run_recipe(workspace, "rl.sh", out, **settings)
+    model, saved = out / "rl", out / "rl.ckpt" / "_actor"
+    assert_trained(read_scalars(model), next_action.LOG_KEYS, steps=4)
+    tags = sorted(p.name for p in saved.iterdir() if p.is_dir())
+    regular = [t for t in tags if not t.startswith("best")]
+    assert len(regular) == 2 and "global_step4" in regular, tags
+    assert len([t for t in tags if t.startswith("best_global_step")]) == 1, tags
+    assert (saved / "latest").is_file()
+    assert not list(out.rglob("*_hf")), "an unrotated Hugging Face copy was written"
+    assert sorted(p.name for p in model.iterdir() if p.is_dir()) == ["tensorboard"]
+    assert_loads_in_transformers(model)
+
+
 def test_a_pipeline_killed_in_its_second_stage_resumes(workspace, tmp_path):
     """dpo then sft_choice (each from the previous checkpoint); killed during sft_choice after its first
     checkpoint, rerun: dpo is skipped, sft_choice resumes from its checkpoint and finishes."""
@@ -170,7 +192,7 @@ def test_a_pipeline_killed_in_its_second_stage_resumes(workspace, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    ckpt = pipeline / "2-sft_choice" / "ckpt"
+    ckpt = pipeline / "2-sft_choice.ckpt"  # beside the model folder, not inside it
     deadline = time.monotonic() + 900
     while not (ckpt / "latest").exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

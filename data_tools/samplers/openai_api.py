@@ -17,12 +17,13 @@ import concurrent.futures
 import logging
 import os
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from data_tools.samplers.base import FORMAT_VERSION, SamplerBase, SamplerError, SamplerOptions
 from openrlhf_act.actions import Completion
 from openrlhf_act.errors import UsageError
+from openrlhf_act.redaction import redact_text
 from openrlhf_act.sampling import SampleRequest
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class OpenAIOptions(SamplerOptions):
     ``api_key`` defaults to ``$OPENAI_API_KEY`` or "EMPTY"; ``timeout`` is per attempt, in seconds."""
 
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     max_concurrency: int = 32
     timeout: float = 300.0
     max_retries: int = 5
@@ -81,6 +82,7 @@ class OpenAISampler(SamplerBase):
         self.base_url = options.base_url or os.environ.get("OPENAI_BASE_URL")
         if not self.base_url:
             raise UsageError("sampler 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1) or $OPENAI_BASE_URL")
+        self.shown_url = redact_text(self.base_url)  # what messages show: no credentials in the URL
         self.api_key = options.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         try:
             import openai  # noqa: F401  (fail early with an install hint, not at the first batch)
@@ -104,10 +106,10 @@ class OpenAISampler(SamplerBase):
         rejected = [(r, a) for r, a in zip(requests, answers) if isinstance(a, _Rejected)]
         if rejected and len(rejected) == len(requests):
             raise SamplerError(
-                f"openai sampler: {self.base_url} rejected every request (HTTP 400); first: {rejected[0][1].message}"
+                f"openai sampler: {self.shown_url} rejected every request (HTTP 400); first: {rejected[0][1].message}"
             )
         for request, answer in rejected:
-            logger.warning("openai sampler: %s rejected state %r: %s", self.base_url, request.key, answer.message)
+            logger.warning("openai sampler: %s rejected state %r: %s", self.shown_url, request.key, answer.message)
         return [[] if isinstance(a, _Rejected) else a for a in answers]
 
     async def _sample_all(self, requests: list[SampleRequest]) -> list[list[Completion] | _Rejected]:
@@ -157,11 +159,11 @@ class OpenAISampler(SamplerBase):
                     extra_body=extra_body or None,
                 )
             except openai.BadRequestError as exc:
-                return _Rejected(str(exc))
+                return _Rejected(redact_text(str(exc)))
             except openai.APIError as exc:
                 raise SamplerError(
-                    f"openai sampler: {self.base_url} failed for state {request.key!r} "
-                    f"(max_retries={opts.max_retries}): {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"openai sampler: {self.shown_url} failed for state {request.key!r} "
+                    f"(max_retries={opts.max_retries}): {type(exc).__name__}: {redact_text(str(exc))}"
+                ) from None  # the cause's own text may quote the request's credentials
         choices = sorted(response.choices, key=lambda c: c.index)
         return [Completion(choice.message.content or "", choice.finish_reason) for choice in choices]

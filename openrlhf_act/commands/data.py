@@ -259,8 +259,10 @@ def _sampler_options(parser: argparse.ArgumentParser, *, for_export: bool = Fals
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other sampler option, e.g. max_model_len=8192, api_key=..., timeout=60, "
-        "engine_kwargs='{\"swap_space\": 8}' (VALUE is read as JSON when it parses, else as a string)",
+        help="any other sampler option, e.g. max_model_len=8192, timeout=60, "
+        "engine_kwargs='{\"swap_space\": 8}' (VALUE is read as JSON when it parses, else as a string); the openai "
+        "sampler's api_key defaults to $OPENAI_API_KEY (keys, tokens and URL credentials are never written: "
+        "manifests, caches and messages show them redacted)",
     )
     group.add_argument("--samples-per-round", type=int, default=1, help="completions per state per round")
     group.add_argument("--rounds", type=int, default=4, help="resampling rounds for states still lacking one")

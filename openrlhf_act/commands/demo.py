@@ -1,7 +1,8 @@
 """The whole ACT pipeline on this machine, no GPU needed: a tiny model built offline, ACT data from
 ScienceWorld's gold trajectories, a private loopback Ray head with fake GPU resources, STAGES=act,il,rl
 through OpenRLHF's own trainers (recipes/pipeline.sh with PRESET=cpu), then `openrlhf-act eval episodes`
-on the final checkpoint. A rerun skips what is done and resumes the interrupted stage.
+on the final checkpoint. A rerun skips what is done and resumes the interrupted stage. It refuses on a machine
+with a GPU, where its CPU-only settings would hide the GPU: there, run the recipes (docs/gpu.md).
 Example: openrlhf-act demo --out out/demo"""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -62,6 +64,13 @@ class _Reporter:
 def run(args: argparse.Namespace) -> int:
     from openrlhf_act.errors import UsageError
 
+    gpu = _gpu_found()
+    if gpu:
+        raise UsageError(
+            f"the demo is for a machine without a GPU ({gpu}): it forces DS_ACCELERATOR=cpu, a flash_attn "
+            "stand-in and a Ray head with fake GPUs. On a GPU machine run the recipes instead, e.g. "
+            "PRESET=small STAGES=act,il,rl bash recipes/pipeline.sh (see docs/gpu.md)"
+        )
     missing = [m for m in ("openrlhf", "vllm", "deepspeed", "ray", "scienceworld") if not _installed(m)]
     if missing:
         raise UsageError(
@@ -162,6 +171,23 @@ def _print_summary(out: Path, pipeline_dir: Path, stages: list[str]) -> None:
         print(f"                metrics: {metrics[0]} (tensorboard --logdir {folder / 'tensorboard'})")
     print(f"  evaluation:    {out / 'eval'} (summary.json, episodes.jsonl)")
     print(f"  logs:          {out / 'logs'}")
+
+
+def _gpu_found() -> str:
+    """What shows a GPU here ('' for none): ``nvidia-smi -L`` listing one, or torch seeing CUDA."""
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            listed = ""
+        if any(line.startswith("GPU ") for line in listed.splitlines()):
+            return "nvidia-smi lists a GPU"
+    if _installed("torch"):
+        import torch
+
+        if torch.cuda.is_available():
+            return "torch.cuda.is_available() is True"
+    return ""
 
 
 def _installed(module: str) -> bool:

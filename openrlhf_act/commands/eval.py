@@ -135,7 +135,8 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="sampler option, e.g. max_tokens=1024, base_url=..., temperature=0.7 (default temperature 0)",
+        help="sampler option, e.g. max_tokens=1024, base_url=..., temperature=0.7 (default temperature 0); api_key "
+        "defaults to $OPENAI_API_KEY (secrets are never written: run.json shows them redacted)",
     )
     group.add_argument(
         "--thinking",

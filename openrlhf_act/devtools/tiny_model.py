@@ -4,12 +4,16 @@ Tests, benchmarks and CPU smoke runs need a real model that transformers, vLLM (
 OpenRLHF can load, but no weights can be downloaded. This writes a byte-level BPE tokenizer trained
 on a small corpus, a ChatML chat template and a randomly initialised 2-layer Qwen2 model.
 The head dimension is 64 because vLLM's CPU backend rejects smaller heads.
+A model meant to *learn* a toy task takes that task's :class:`Vocabulary`: a tokenizer fitted to the
+task's words, with the framing texts every prompt repeats as single tokens (on this machine a 2-layer model
+learned a toy judgment from 36-53-token prompts, and not from 145-token ones in 550 steps).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -32,6 +36,13 @@ _CORPUS = [
 ]
 
 
+class Vocabulary(NamedTuple):
+    """What a task-fitted tokenizer is trained on: ``corpus`` texts, and ``single_tokens`` kept whole."""
+
+    corpus: tuple[str, ...]
+    single_tokens: tuple[str, ...] = ()
+
+
 def build_tiny_model(
     out_dir: str | Path,
     *,
@@ -41,8 +52,10 @@ def build_tiny_model(
     num_heads: int = 2,
     max_position_embeddings: int = 4096,
     seed: int = 0,
+    vocabulary: Vocabulary | None = None,
 ) -> Path:
-    """Write a tiny Qwen2 model + tokenizer to ``out_dir`` and return the path.
+    """Write a tiny Qwen2 model + tokenizer to ``out_dir`` and return the path; ``vocabulary``: fit the
+    tokenizer to a task instead of the default corpus (``hidden_size`` sets the width).
 
     Idempotent: an existing complete model directory is reused.
     """
@@ -53,7 +66,7 @@ def build_tiny_model(
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
-    fast = build_tiny_tokenizer(max_position_embeddings, vocab_size)
+    fast = build_tiny_tokenizer(max_position_embeddings, vocab_size, vocabulary)
     fast.save_pretrained(out)
 
     torch.manual_seed(seed)
@@ -84,9 +97,9 @@ def save_model(model, tokenizer, out: Path) -> None:
     (out / "generation_config.json").write_text(json.dumps(generation))
 
 
-def build_tiny_tokenizer(max_length: int = 4096, vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained on a small corpus, with the ChatML template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_tiny_tokenizer(max_length: int = 4096, vocab_size: int = 512, vocabulary: Vocabulary | None = None):
+    """A byte-level BPE tokenizer trained on a small corpus (or ``vocabulary``'s), with the ChatML template."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -98,7 +111,10 @@ def build_tiny_tokenizer(max_length: int = 4096, vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    corpus = list(vocabulary.corpus) if vocabulary else _CORPUS * 4
+    tok.train_from_iterator(corpus, trainer=trainer)
+    if vocabulary and vocabulary.single_tokens:
+        tok.add_tokens([AddedToken(text, normalized=False, special=False) for text in vocabulary.single_tokens])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

@@ -157,6 +157,7 @@ class ALFWorld(TextEnv):
     expert_options = MappingProxyType({"expert": "planner"})
     plays_game_files = True
     snapshots = True
+    packages = ("alfworld", "textworld")
 
     @classmethod
     def list_tasks(cls, **options: Any) -> list[str]:

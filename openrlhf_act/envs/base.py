@@ -98,6 +98,8 @@ class TextEnv(ABC):
     score_scale: ClassVar[float] = 1.0
     # The adapter can save and restore its running episode (:meth:`snapshot`, :meth:`restore`).
     snapshots: ClassVar[bool] = False
+    # The installed distributions whose versions decide what an episode shows (:meth:`versions`).
+    packages: ClassVar[tuple[str, ...]] = ()
     max_steps: int = 100
 
     @classmethod
@@ -114,6 +116,32 @@ class TextEnv(ABC):
     @classmethod  # noqa: B027 - optional hook: local simulators need none
     def preflight(cls, **options: Any) -> None:
         """Raise :class:`EnvError` now if a service the adapter needs cannot be reached."""
+
+    @classmethod
+    def rejected_command(cls, command: str) -> str | None:
+        """Why the simulator's parser is known to reject ``command`` although its admissible lists may offer
+        it (a pattern name), or ``None``: lets samplers and verification skip non-actions unplayed."""
+        return None
+
+    @classmethod
+    def versions(cls) -> dict[str, str | None]:
+        """The installed version of each of :attr:`packages` (None: not installed): an episode's transcript is a
+        function of these, the episode and the policy's outputs, so run records and manifests keep them."""
+        from importlib import metadata
+
+        found: dict[str, str | None] = {}
+        for package in cls.packages:
+            try:
+                found[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                found[package] = None
+        return found
+
+    @classmethod
+    def worker_options(cls, options: Mapping[str, Any], workers: int) -> dict[str, Any]:
+        """The options each of ``workers`` simulators running side by side (an environment pool) starts with:
+        ``options`` plus defaults that depend on how many share the machine. Options given explicitly win."""
+        return dict(options)
 
     @abstractmethod
     def load(self, task: EnvTask) -> None:

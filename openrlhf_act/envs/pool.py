@@ -274,9 +274,13 @@ class WorkerPool(Generic[Job, Result]):
     def __init__(self, env_name: str, options: dict[str, Any] | None = None, size: int = 2):
         if size < 1:
             raise ValueError(f"an environment pool needs at least 1 worker, got {size}")
+        from openrlhf_act.envs.registry import env_class
+
         self.env_name = env_name
         self.options = dict(options or {})
-        self.workers = [EnvWorker(env_name, self.options, i) for i in range(size)]
+        # What each worker's simulator starts with (ScienceWorld: the JVM's GC picked for this many workers).
+        self.worker_options = env_class(env_name).worker_options(self.options, size)
+        self.workers = [EnvWorker(env_name, self.worker_options, i) for i in range(size)]
 
     def settle(self) -> None:
         """Replace any worker left with an unanswered request (a run was interrupted): its late

@@ -81,6 +81,12 @@ def expert_options(name: str) -> dict[str, Any]:
     return dict(options)
 
 
+def env_versions(name: str) -> dict[str, str | None]:
+    """The versions of environment ``name`` as installed here (its packages; ScienceWorld: and Java's), which
+    run records and data manifests keep beside the episodes they played."""
+    return env_class(name).versions()
+
+
 def list_tasks(name: str, **options: Any) -> list[str]:
     """Task names of ``name``; ScienceWorld asks its simulator (starts a JVM for a second)."""
     check_options(name, options)

@@ -10,11 +10,13 @@ gold path's next action (``EnvStep.expert``), which is right while the episode f
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
+import re
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -27,6 +29,18 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 ENV_NAME = "scienceworld"
 SPLITS = ("train", "dev", "test")
 INVALID_MARKERS = ("No known action matches that input.", "Unknown action.")
+# Commands ScienceWorld's admissible lists offer and its parser rejects ("No known action matches that
+# input."), by pattern: objects in a closed cupboard ("... in cupboard") and a drawer named with no place
+# (the one in that cupboard; "drawer in counter" is in reach: 42 of 42 accepted). Measured on scienceworld
+# 1.2.3 with random admissible commands: at gold-path states of 4 tasks (686 played) they are every rejection
+# (121 of 121) and no accepted command; along random walks of 8 tasks (960 played) 103 of 208 rejections, and
+# 3 accepted commands once the agent had opened the cupboard; the other rejections name objects the text alone
+# does not tell apart and are left to verification. No gold action of the 30 tasks matches. An ambiguous
+# command ("Ambiguous request: ...") is not one: gold paths answer the parser's question ("0") and go on.
+PARSER_REJECTS = {
+    "in_cupboard": re.compile(r"\bin cupboard\b"),
+    "drawer": re.compile(r"\bdrawer\b(?! in )"),
+}
 
 # Gold-path length at variation 0 (scienceworld 1.2.3), used to size step limits: 2x gold, >= 30.
 GOLD_LENGTHS = {
@@ -70,6 +84,34 @@ FAST_TASKS = (
 )
 
 
+# The JVM's serial garbage collector, the default once the workers' JVMs fill every core: the JVM's own default
+# (G1, with parallel and concurrent GC threads) is faster while spare cores run those threads, slower when they
+# take CPU from another worker's simulator (``bench/run.py --only episodes`` measures both at 1 and 2 workers).
+SERIAL_GC = "-XX:+UseSerialGC"
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_jvm_options(workers: int, cores: int) -> str:
+    """The serial GC when ``workers`` simulators (one JVM each) are at least as many as the ``cores``; else the
+    JVM's default GC."""
+    return SERIAL_GC if workers >= cores else ""
+
+
+# Flags every simulator's JVM starts with, so that an episode plays the same whatever its JVM ran before
+# (docs/evaluation.md, "Reproducible episodes"). ScienceWorld's objects have no hash code of their own and its
+# worlds keep them in hash sets, so what a room lists, and in which order, and which object a gold path picks
+# follow the JVM's identity hash codes: by default drawn from a per-thread random sequence that every object
+# hashed before (earlier episodes, the JVM's own threads) has advanced. A constant identity hash (``hashCode=2``)
+# makes each set's order a function of the operations that built it; ``load`` itself reseeds the JVM-wide random
+# generator and resets the object-id counter.
+REPRODUCIBLE_JVM_FLAGS = ("-XX:+UnlockExperimentalVMOptions", "-XX:hashCode=2")
+
 _ENVIRON_LOCK = threading.Lock()
 
 
@@ -91,6 +133,23 @@ def _java_tool_options(flags: list[str]) -> Iterator[None]:
                 os.environ["JAVA_TOOL_OPTIONS"] = before
 
 
+def parser_rejection(command: str) -> str | None:
+    """The :data:`PARSER_REJECTS` pattern ``command`` matches, if any."""
+    lowered = command.lower()
+    return next((name for name, pattern in PARSER_REJECTS.items() if pattern.search(lowered)), None)
+
+
+@functools.lru_cache(maxsize=1)
+def java_version() -> str | None:
+    """The version of the ``java`` on PATH, which py4j starts the simulator with (None: none found)."""
+    try:
+        shown = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60).stderr
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "([^"]+)"', shown)
+    return match.group(1) if match else None
+
+
 def step_limit(task_name: str) -> int:
     return max(30, 2 * GOLD_LENGTHS.get(task_name, DEFAULT_GOLD_LENGTH))
 
@@ -104,6 +163,7 @@ class ScienceWorld(TextEnv):
     eval_splits = ("test",)
     expert_options = MappingProxyType({"gold_path": True})
     score_scale = 100.0
+    packages = ("scienceworld",)
 
     def __init__(
         self,
@@ -113,18 +173,24 @@ class ScienceWorld(TextEnv):
         max_steps: int | None = None,
         admissible: bool = False,
         jvm_options: Sequence[str] | str = (),
+        reproducible: bool = True,
     ):
         """``admissible``: list the valid actions after every step (500+ strings, about half of a
         step's cost in the JVM). Data collection stores them; playing needs only the observation.
         ``jvm_options``: extra flags for this simulator's JVM (e.g. ``-XX:+UseSerialGC``: no GC
         threads competing with another worker's simulator), given to it through ``JAVA_TOOL_OPTIONS``
-        (the package's launcher takes none)."""
+        (the package's launcher takes none); an environment pool picks the GC when none are given
+        (:meth:`worker_options`). ``reproducible``: start the JVM with :data:`REPRODUCIBLE_JVM_FLAGS`, so an
+        episode plays the same whatever ran before it (False: the JVM's default identity hashes; steps and world
+        builds take about a quarter less time, and an episode's text depends on what its JVM ran before)."""
         try:
             from scienceworld import ScienceWorldEnv
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise EnvError("ScienceWorld is not installed: pip install 'openrlhf-act[envs]' (needs Java 17)") from exc
         try:
-            with _java_tool_options(jvm_options.split() if isinstance(jvm_options, str) else list(jvm_options)):
+            flags = list(REPRODUCIBLE_JVM_FLAGS) if reproducible else []
+            flags += jvm_options.split() if isinstance(jvm_options, str) else jvm_options
+            with _java_tool_options(flags):
                 self._env = ScienceWorldEnv("", envStepLimit=10_000)
         except Exception as exc:
             raise EnvError(f"could not start ScienceWorld's JVM (is Java 17 installed?): {exc}") from exc
@@ -141,6 +207,22 @@ class ScienceWorld(TextEnv):
         self._fresh = False  # the loaded world has not been stepped: reset need not rebuild it
         self._closed = False
         self.max_steps = max_steps or 100
+
+    @classmethod
+    def worker_options(cls, options: Mapping[str, Any], workers: int) -> dict[str, Any]:
+        """``jvm_options`` picked by workers per core (:func:`default_jvm_options`) unless given."""
+        if "jvm_options" in options:
+            return dict(options)
+        return {**options, "jvm_options": default_jvm_options(workers, usable_cores())}
+
+    @classmethod
+    def versions(cls) -> dict[str, str | None]:
+        """The package's version and the Java runtime's that runs its simulator."""
+        return {**super().versions(), "java": java_version()}
+
+    @classmethod
+    def rejected_command(cls, command: str) -> str | None:
+        return parser_rejection(command)
 
     # ---- task selection -------------------------------------------------------------------
     @classmethod

@@ -17,7 +17,8 @@ observation clipped), so a model trained on fitted rows is evaluated on the same
 prompt cannot fit even so ends its episode with status ``prompt_over_budget`` (a final outcome,
 not retried on resume; counted in the summary and, never averaged in, among its errors).
 
-The run directory holds ``run.json`` (what was run, with its protocol when one was named),
+The run directory holds ``run.json`` (what was run, with its protocol when one was named, and the
+environment's versions: :func:`openrlhf_act.envs.registry.env_versions`),
 ``episodes.jsonl`` (one record per finished episode with its whole transcript, appended and fsynced as
 it finishes), ``summary.json`` and ``summary.md``. Running again into the same directory skips finished
 episodes; an episode whose environment crashed is retried (``retries``) on a fresh worker, then recorded
@@ -39,7 +40,7 @@ from openrlhf_act import __version__
 from openrlhf_act.actions import read_action
 from openrlhf_act.envs.base import EnvStep, EnvTask, normalized_score
 from openrlhf_act.envs.pool import START, STEP, EnvWorker, Started, WorkerFailed, WorkerPool
-from openrlhf_act.envs.registry import episode_key, preflight
+from openrlhf_act.envs.registry import env_versions, episode_key, preflight
 from openrlhf_act.errors import UsageError
 from openrlhf_act.eval.policies import Policy, stable_seed
 from openrlhf_act.eval.summary import OVER_BUDGET, summarize_episodes, summary_markdown, write_summary
@@ -106,6 +107,8 @@ class RunStats:
     worker_restarts: int = 0
     over_budget: int = 0
     seconds: float = 0.0
+    # The options the environment workers started with: the run's plus the pool's defaults (ScienceWorld's GC).
+    env_worker_options: dict[str, Any] = field(default_factory=dict)
 
 
 class EpisodeRunner:
@@ -191,6 +194,9 @@ class EpisodeRunner:
         self.pool = pool
         self.stats = RunStats()
         self.slots: list[Slot] = []
+        # Finished episodes' records, written (one fsync) once the freed workers have their next episode: the
+        # write then overlaps the simulators' world build instead of holding every worker up.
+        self._unwritten: list[dict[str, Any]] = []
 
     # ---- run directory ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -207,6 +213,7 @@ class EpisodeRunner:
             "tokenizer": self.tokenizer,
             "seed": self.seed,
             "version": __version__,
+            "env_versions": env_versions(self.env_name),
         }
 
     def _check_config(self) -> dict[str, Any]:
@@ -244,6 +251,7 @@ class EpisodeRunner:
         from tqdm import tqdm
 
         pool = self.pool or WorkerPool(self.env_name, self.env_options, min(self.workers, len(todo)))
+        self.stats.env_worker_options = pool.worker_options
         self.slots = [Slot(worker) for worker in pool.workers]
         queue = deque(todo)
         bar = tqdm(total=total, initial=done_before, desc=f"{self.env_name} episodes", disable=not self.progress)
@@ -255,6 +263,7 @@ class EpisodeRunner:
                 if ready:
                     self._act(ready, queue, log)
         finally:
+            self._write(log)
             bar.close()
             if pool is self.pool:
                 pool.settle()
@@ -288,6 +297,7 @@ class EpisodeRunner:
                     limit = self.start_timeout if kind == START else self.step_timeout
                     self._failed(slot, f"no answer to {kind} within {limit:.0f} s", queue, log, hung=True)
             self._fill(queue, log)
+            self._write(log)
             busy = [s for s in self.slots if s.worker.pending is not None]
             if any(s.awaits_policy for s in self.slots) and self.stats.policy_calls:
                 busy = [s for s in busy if s.worker.pending == STEP]
@@ -453,9 +463,14 @@ class EpisodeRunner:
         episode = slot.episode
         assert episode is not None
         slot.episode = None
-        log.append(self._record(episode, status, error))
+        self._unwritten.append(self._record(episode, status, error))
         self.stats.episodes += 1
         self._bar.update(1)
+
+    def _write(self, log: RecordLog) -> None:
+        if self._unwritten:
+            log.extend(self._unwritten)
+            self._unwritten.clear()
 
     def _over_budget(self, slot: Slot, log: RecordLog) -> None:
         """The step's prompt cannot fit the budget even with no history and the observation clipped."""

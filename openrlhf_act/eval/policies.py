@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from openrlhf_act.actions import Completion
 from openrlhf_act.errors import UsageError
+from openrlhf_act.redaction import is_secret_key, redact
 from openrlhf_act.sampling import Sampler, SampleRequest
 
 MakeSampler = Callable[..., Sampler]  # data_tools.samplers.make_sampler: (name, **options) -> Sampler
@@ -79,7 +80,7 @@ class SamplerPolicy:
 
     def describe(self) -> dict[str, Any]:
         """What identifies the policy in a run's config (secrets such as API keys left out)."""
-        shown = {k: v for k, v in self.options.items() if "key" not in k.lower() and v is not None}
+        shown = {k: redact(v) for k, v in self.options.items() if not is_secret_key(k) and v is not None}
         return {"policy": self.name, **shown}
 
     def close(self) -> None:

@@ -8,14 +8,17 @@ runs from source, with a stand-in ``train`` and inert stand-ins for every non-st
 parser, types, choices and post-parse asserts of the installed version decide, and nothing can start.
 On top of that come static checks of what OpenRLHF and DeepSpeed only find once the models are loaded:
 reward and agent files, dataset splits and blends, the colocated GPU layout, the micro-batch split,
-the Ray runtime environment, and the ``--data.*`` options against the data kind the recipe names
-(``openrlhf_act.data_kinds.DATA_KINDS``). The recipes are the one place OpenRLHF flags are written;
-this package only reads what they print.
+the Ray runtime environment, the ``--data.*`` options against the data kind the recipe names
+(``openrlhf_act.data_kinds.DATA_KINDS``), fp16 in a GRPO stage, and rollout layouts that would deal
+micro-batches unevenly over the actor ranks (proven with OpenRLHF's own dispatch code). The recipes are
+the one place OpenRLHF flags are written; this package only reads what they print. The same checks run
+at the start of every stage (``preflight``), with what only the machine can say: disk and the Ray cluster.
 
 Modules, in the order a check runs: ``recipes`` (finding, reading and expanding recipes),
 ``dry_run`` (the printed commands and their words), ``launchers`` (the OpenRLHF part of each),
 ``openrlhf_main`` (OpenRLHF's own argument handling), ``checks`` (judging commands, the whole report)
-with ``static_checks``, and ``findings`` (each finding placed at ``script:line``).
+with ``static_checks`` and ``layout``, ``findings`` (each finding placed at ``script:line``), and for a stage
+about to run ``preflight`` with ``resources`` (the Ray resources it asks for, the cluster it will join).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from openrlhf_act.recipe_check.recipes import (
     read_recipe,
     variants,
 )
+from openrlhf_act.recipe_check.resources import cluster_findings
 from openrlhf_act.recipe_check.static_checks import check_data_kind, check_datasets, check_semantics
 
 WRITTEN_FOR = "0.11.2"
@@ -82,12 +83,18 @@ def check_recipes(
     presets: Sequence[str] = (),
     stages: Sequence[str] = (),
     check_data: bool = False,
+    cluster: tuple[int, int] | None = None,
     environ: dict[str, str] | None = None,
     openrlhf_version: str | None = None,
     workers: int = 4,
 ) -> Report:
-    """Expand every recipe variant and judge every OpenRLHF command; see the ``openrlhf_act.recipe_check`` docstring."""
+    """Expand every recipe variant and judge every OpenRLHF command; see the ``openrlhf_act.recipe_check`` docstring.
+    ``cluster`` (nodes, GPUs per node) expands the recipes for that cluster and holds each stage to it."""
     environ = dict(os.environ if environ is None else environ)
+    if cluster is not None:
+        environ.update(NNODES=str(cluster[0]), GPUS_PER_NODE=str(cluster[1]))
+        if cluster[0] > 1 and not environ.get("HOSTFILE"):
+            environ["HOSTFILE"] = "hostfile"  # DeepSpeed stages need one on several nodes; its lines are not checked
     version = openrlhf_version or installed_openrlhf_version()
     report = Report(openrlhf_version=version)
     report.findings += version_findings(version)
@@ -102,7 +109,7 @@ def check_recipes(
     report.expansions = len(expansions)
     findings: list[Finding] = []
     for expansion in expansions:  # sequential: OpenRLHF's main blocks run in this process
-        found, count = _check_expansion(expansion, environ, check_data=check_data)
+        found, count = _check_expansion(expansion, environ, check_data=check_data, cluster=cluster)
         findings += found
         report.commands += count
     report.findings += _merge_variants(findings)
@@ -123,7 +130,9 @@ def version_findings(installed: str | None) -> list[Finding]:
     return []
 
 
-def _check_expansion(expansion: Expansion, environ: dict[str, str], *, check_data: bool) -> tuple[list[Finding], int]:
+def _check_expansion(
+    expansion: Expansion, environ: dict[str, str], *, check_data: bool, cluster: tuple[int, int] | None
+) -> tuple[list[Finding], int]:
     """Findings of one DRY_RUN expansion and the number of OpenRLHF commands it printed."""
     script, label = expansion.recipe.path, expansion.label
     if expansion.returncode != 0:
@@ -138,13 +147,16 @@ def _check_expansion(expansion: Expansion, environ: dict[str, str], *, check_dat
         launch = split_launch(command.argv)
         if launch is not None and launch.module.startswith("openrlhf."):
             count += 1
-            findings += _check_command(CommandCheck(index, command, launch, label, env), check_data=check_data)
+            check = CommandCheck(index, command, launch, label, env)
+            findings += check_command(check, check_data=check_data, cluster=cluster)
     if count == 0:
         findings.append(Finding("error", display_path(script), "DRY_RUN=1 printed no OpenRLHF command", label))
     return findings, count
 
 
-def _check_command(check: CommandCheck, *, check_data: bool) -> list[Finding]:
+def check_command(check: CommandCheck, *, check_data: bool, cluster: tuple[int, int] | None = None) -> list[Finding]:
+    """Findings of one OpenRLHF command: its flags by OpenRLHF's own main block, the static checks, with
+    ``check_data`` its data files, with ``cluster`` the GPUs it asks for."""
     launch = check.launch
     for locate, message in launch.problems:
         check.add("error", message, locate)
@@ -177,6 +189,9 @@ def _check_command(check: CommandCheck, *, check_data: bool) -> list[Finding]:
         check_data_kind(check, run.args)
         if check_data:
             check_datasets(check, run.args)
+        if cluster is not None and launch.module == "openrlhf.cli.train_ppo_ray":
+            for problem in cluster_findings(run.args, *cluster):
+                check.add("error", problem, "--actor.num_gpus_per_node")
     return check.findings
 
 

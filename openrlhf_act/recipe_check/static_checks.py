@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from openrlhf_act.recipe_check.findings import CommandCheck
+from openrlhf_act.recipe_check.layout import rollout_layout_problems
 from openrlhf_act.recipe_check.openrlhf_main import OpenRLHFMain
 
 # Where each OpenRLHF program reads datasets: (section, dataset attr, split attr, probabilities attr).
@@ -24,7 +25,8 @@ _DATASET_ARGS = {
 _LOCAL_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".arrow")
 
 
-def _get(args: Any, dotted: str) -> Any:
+def arg_value(args: Any, dotted: str) -> Any:
+    """``args.a.b`` for ``"a.b"``; None where a part is missing (OpenRLHF's nested namespaces)."""
     for part in dotted.split("."):
         args = getattr(args, part, None)
     return args
@@ -34,34 +36,43 @@ def check_semantics(check: CommandCheck, main: OpenRLHFMain, args: Any) -> None:
     """What OpenRLHF only finds after loading models: files, blends, splits, GPU layout, runtime env."""
     launch = check.launch
     working_dir = (launch.runtime_env or {}).get("working_dir")
-    for url in _get(args, "reward.remote_url") or []:
+    for url in arg_value(args, "reward.remote_url") or []:
         if url == "agent" or url.startswith(("http://", "https://")):
             continue
         if not url.endswith(".py"):
             check.add("error", f"--reward.remote_url {url}: neither an http(s) URL nor a .py reward file", url)
         elif not _resolve(url, working_dir).is_file():
             check.add("error", f"--reward.remote_url {url}: no such file", "--reward.remote_url")
-    agent = _get(args, "train.agent_func_path")
+    agent = arg_value(args, "train.agent_func_path")
     if agent and not _resolve(agent, working_dir).is_file():
         check.add("error", f"--train.agent_func_path {agent}: no such file", "--train.agent_func_path")
     for section, data_attr, split_attr, probs_attr in _DATASET_ARGS.get(launch.module, ()):
-        sources = _get(args, f"{section}.{data_attr}")
+        sources = arg_value(args, f"{section}.{data_attr}")
         if not sources:
             continue
         names = [s.strip() for s in sources.split(",")]
-        split = _get(args, f"{section}.{split_attr}")
+        split = arg_value(args, f"{section}.{split_attr}")
         flag = f"--{section}.{split_attr}"
         for name in names:
             if name.lower().endswith(_LOCAL_DATA_SUFFIXES) and split != "train":
                 check.add("error", f"{name} is a data file, whose only split is 'train', but {flag} is {split!r}", flag)
-        if probs_attr and _get(args, f"{section}.{probs_attr}") is not None:
-            _check_probabilities(check, f"--{section}.{probs_attr}", _get(args, f"{section}.{probs_attr}"), names)
+        if probs_attr and arg_value(args, f"{section}.{probs_attr}") is not None:
+            _check_probabilities(check, f"--{section}.{probs_attr}", arg_value(args, f"{section}.{probs_attr}"), names)
     if launch.module == "openrlhf.cli.train_ppo_ray":
         _check_colocation(check, args)
-        world = _get(args, "actor.num_nodes") * _get(args, "actor.num_gpus_per_node")
-        micro = 1 if _get(args, "train.dynamic_batch_enable") else _get(args, "train.micro_batch_size")
+        for problem in rollout_layout_problems(args):
+            check.add("error", problem, "--rollout.micro_batch_size")
+        if arg_value(args, "ds.param_dtype") == "fp16" and arg_value(args, "vllm.num_engines"):
+            check.add(
+                "error",
+                "--ds.param_dtype fp16 in a GRPO stage: the vLLM engines run bf16 and OpenRLHF's weight sync "
+                "(vllm_worker_wrap.update_weight) asserts equal dtypes, so the first sync fails: set PARAM_DTYPE=bf16",
+                "--ds.param_dtype",
+            )
+        world = arg_value(args, "actor.num_nodes") * arg_value(args, "actor.num_gpus_per_node")
+        micro = 1 if arg_value(args, "train.dynamic_batch_enable") else arg_value(args, "train.micro_batch_size")
     else:
-        world, micro = launch.world_size, _get(args, "train.micro_batch_size")
+        world, micro = launch.world_size, arg_value(args, "train.micro_batch_size")
     if world and micro:
         _check_batch_split(check, args, world, micro)
     _check_runtime_env(check, main)
@@ -70,12 +81,12 @@ def check_semantics(check: CommandCheck, main: OpenRLHFMain, args: Any) -> None:
 def _check_batch_split(check: CommandCheck, args: Any, world: int, micro: int) -> None:
     """DeepSpeed's start-up assert (after the model is loaded): the global batch splits exactly into
     micro-batches on every data-parallel GPU, as OpenRLHF's strategy sizes it."""
-    parallel = (_get(args, "ds.ring_attn_size") or 1) * (_get(args, "ds.tensor_parallel_size") or 1)
-    batch = _get(args, "train.batch_size") * parallel
+    parallel = (arg_value(args, "ds.ring_attn_size") or 1) * (arg_value(args, "ds.tensor_parallel_size") or 1)
+    batch = arg_value(args, "train.batch_size") * parallel
     if batch < micro * world or batch % (micro * world):
         check.add(
             "error",
-            f"--train.batch_size {_get(args, 'train.batch_size')} does not split into micro-batches of {micro} on "
+            f"--train.batch_size {arg_value(args, 'train.batch_size')} does not split into micro-batches of {micro} on "
             f"{world} GPU(s) (x{parallel} ring/tensor parallel): DeepSpeed would stop at start-up; use a multiple "
             f"of {micro * world // math.gcd(micro * world, parallel)}",
             "--train.batch_size",
@@ -103,21 +114,21 @@ def _check_probabilities(check: CommandCheck, flag: str, raw: str, datasets: lis
 
 def _check_colocation(check: CommandCheck, args: Any) -> None:
     """Two asserts of train_ppo_ray.train() (after Ray starts), checked here before it does."""
-    if not _get(args, "train.colocate_all") or _get(args, "train.async_enable"):
+    if not arg_value(args, "train.colocate_all") or arg_value(args, "train.async_enable"):
         return
-    actor = _get(args, "actor.num_nodes") * _get(args, "actor.num_gpus_per_node")
-    engines = _get(args, "vllm.num_engines") or 0
-    if engines and actor != engines * _get(args, "vllm.tensor_parallel_size"):
+    actor = arg_value(args, "actor.num_nodes") * arg_value(args, "actor.num_gpus_per_node")
+    engines = arg_value(args, "vllm.num_engines") or 0
+    if engines and actor != engines * arg_value(args, "vllm.tensor_parallel_size"):
         check.add(
             "error",
             f"--train.colocate_all needs actor GPUs ({actor}) = vLLM engines x tensor parallel size "
-            f"({engines} x {_get(args, 'vllm.tensor_parallel_size')}) (train_ppo_ray.train asserts this)",
+            f"({engines} x {arg_value(args, 'vllm.tensor_parallel_size')}) (train_ppo_ray.train asserts this)",
             "--vllm.num_engines",
         )
-    ref = (_get(args, "ref.num_nodes"), _get(args, "ref.num_gpus_per_node"))
-    if _get(args, "algo.kl.init_coef") > 0 and ref != (
-        _get(args, "actor.num_nodes"),
-        _get(args, "actor.num_gpus_per_node"),
+    ref = (arg_value(args, "ref.num_nodes"), arg_value(args, "ref.num_gpus_per_node"))
+    if arg_value(args, "algo.kl.init_coef") > 0 and ref != (
+        arg_value(args, "actor.num_nodes"),
+        arg_value(args, "actor.num_gpus_per_node"),
     ):
         check.add(
             "error", "colocated actor and reference need the same nodes and GPUs per node", "--ref.num_gpus_per_node"
@@ -169,7 +180,7 @@ def check_data_kind(check: CommandCheck, args: Any) -> None:
     if kind.openrlhf_module != module:
         check.add("error", f"{kind.name} rows are read by {kind.openrlhf_module}, not {module}", module)
     for (option, value), flag in zip(kind.expected_args().items(), kind.flags):
-        if _get(args, option) != value:
+        if arg_value(args, option) != value:
             check.add("error", f"{kind.name} rows need `{flag}` (openrlhf_act.data_kinds.DATA_KINDS)", flag.split()[0])
 
 
@@ -180,7 +191,7 @@ def check_datasets(check: CommandCheck, args: Any) -> None:
     keys = _column_flags(launch.module, args)
     for section, data_attr, _, _ in _DATASET_ARGS.get(launch.module, ()):
         flag = f"--{section}.{data_attr}"
-        sources = _get(args, f"{section}.{data_attr}")
+        sources = arg_value(args, f"{section}.{data_attr}")
         if not sources:
             continue
         shapes = []
@@ -218,11 +229,13 @@ def _check_prompt_length(
         return
     found = longest_prompt(path, input_key)
     if found is not None and found[0] > limit[0]:
+        setting = limit[1].rsplit(", ", 1)[-1]
+        raise_it = f"{setting}={found[0]}" if setting == "PROMPT_MAX_LEN" else f"{setting} well above {found[0]}"
         check.add(
             "error",
             f"{path}: prompts up to {found[0]} tokens ({found[1]}) exceed the recipe's prompt limit {limit[0]} "
             f"({limit[1]}); OpenRLHF would cut their start, where the system prompt and the task are: rebuild "
-            f"with `openrlhf-act data build/export --max-prompt-tokens {limit[0]}`",
+            f"with `openrlhf-act data build/export --max-prompt-tokens {limit[0]}`, or set {raise_it}",
             flag,
         )
 
@@ -231,12 +244,12 @@ def _prompt_limit(module: str, args: Any) -> tuple[int, str] | None:
     """The prompt limit as the recipe resolves it: PROMPT_MAX_LEN for GRPO stages (passed to OpenRLHF as
     --data.max_len PROMPT_MAX_LEN + GENERATE_MAX_LEN and --rollout.max_new_tokens GENERATE_MAX_LEN), the
     whole sequence (SFT_MAX_LEN) for supervised ones; none for multi-turn SFT, which has no prompt."""
-    max_len = _get(args, "data.max_len")
-    if not isinstance(max_len, int) or _get(args, "data.multiturn"):
+    max_len = arg_value(args, "data.max_len")
+    if not isinstance(max_len, int) or arg_value(args, "data.multiturn"):
         return None
     if module != "openrlhf.cli.train_ppo_ray":
         return max_len, "--data.max_len, SFT_MAX_LEN"
-    new_tokens = _get(args, "rollout.max_new_tokens")
+    new_tokens = arg_value(args, "rollout.max_new_tokens")
     if not isinstance(new_tokens, int):
         return None
     return max_len - new_tokens, "--data.max_len - --rollout.max_new_tokens, PROMPT_MAX_LEN"
@@ -247,10 +260,10 @@ def _column_flags(module: str, args: Any) -> dict[str, str]:
     with the columns the command gives them."""
     from openrlhf_act.data_kinds import DATA_KINDS
 
-    multiturn = bool(_get(args, "data.multiturn"))
+    multiturn = bool(arg_value(args, "data.multiturn"))
     kinds = [k for k in DATA_KINDS.values() if k.openrlhf_module == module and k.multiturn == multiturn]
     names = dict.fromkeys(option for kind in kinds for option, _ in kind.columns)
-    columns = {f"--data.{n}": _get(args, f"data.{n}") for n in names}
+    columns = {f"--data.{n}": arg_value(args, f"data.{n}") for n in names}
     return {flag: col for flag, col in columns.items() if col}
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from openrlhf_act.actions import match_admissible, normalize_action, read_action
+from functools import lru_cache
+from typing import NamedTuple
+
+from openrlhf_act.actions import admissible_index, match_admissible, normalize_action, read_action
 from openrlhf_act.errors import DataError
 from openrlhf_act.rewards.base import STATS, RewardResult, label_error_result
 from openrlhf_act.rewards.config import RewardConfig
@@ -11,6 +14,35 @@ from openrlhf_act.schema import decode_next_action_label
 NAME = "next_action"
 
 LOG_KEYS = ("accuracy", "admissible", "malformed", "response_chars", "truncated", "label_error")
+
+# Decoded labels kept: GRPO scores each label once per sample of its group, and a rollout batch has
+# its prompts' labels in flight together (64 in the paper preset). An entry of a ScienceWorld state
+# with ~1,000 admissible commands holds ~0.2 MB, so the cache stays under ~60 MB.
+LABEL_CACHE_SIZE = 256
+
+
+class _Label(NamedTuple):
+    """What scoring needs from a label, normalized once: the expert's form and the admissible index."""
+
+    expert: str
+    admissible: dict[str, str] | None
+
+
+def _prepared(label: object) -> _Label:
+    """The label decoded and normalized; JSON-string labels (the data contract) through a bounded,
+    thread-safe LRU cache keyed by the string (``functools.lru_cache``: reward_func runs in threads)."""
+    return _prepared_text(label) if isinstance(label, str) else _prepare(label)
+
+
+@lru_cache(maxsize=LABEL_CACHE_SIZE)
+def _prepared_text(label: str) -> _Label:
+    return _prepare(label)
+
+
+def _prepare(label: object) -> _Label:
+    decoded = decode_next_action_label(label)
+    index = admissible_index(decoded.admissible) if decoded.admissible is not None else None
+    return _Label(normalize_action(decoded.expert), index)
 
 
 def next_action_reward(response: str, label: object, config: RewardConfig, *, truncated: bool = False) -> RewardResult:
@@ -29,13 +61,13 @@ def next_action_reward(response: str, label: object, config: RewardConfig, *, tr
     0.1
     """
     try:
-        decoded = decode_next_action_label(label)
+        prepared = _prepared(label)
     except DataError as exc:
         return label_error_result(NAME, exc, label, LOG_KEYS, response, config.label_error)
 
-    action, _ = read_action(response, admissible=decoded.admissible, truncated=truncated)
-    exact = action is not None and normalize_action(action) == normalize_action(decoded.expert)
-    admissible = action is not None and match_admissible(action, decoded.admissible) is not None
+    action, _ = read_action(response, admissible=prepared.admissible, truncated=truncated)
+    exact = action is not None and normalize_action(action) == prepared.expert
+    admissible = action is not None and match_admissible(action, prepared.admissible) is not None
     if action is None:
         STATS.add(f"{NAME}.malformed")
         reward = config.unparseable
