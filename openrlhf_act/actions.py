@@ -38,7 +38,6 @@ _THINK_OPEN = re.compile(r"<think\s*>", re.IGNORECASE)
 _PREFILLED_THINK = re.compile(r"<think\s*>\s*$", re.IGNORECASE)
 _QUOTES = "`'\"“”‘’"
 MAX_ACTION_CHARS = 2000
-_JOIN = "\x00"  # joins commands for one-pass normalization: not whitespace, not punctuation, cased neither way
 
 # Admissible commands as a list, or as the index :func:`admissible_index` builds once per state.
 Admissible = Sequence[str] | Mapping[str, str]
@@ -102,23 +101,16 @@ def normalize_action(action: str) -> str:
 
 
 def admissible_index(commands: Iterable[str]) -> dict[str, str]:
-    """Each normalized form -> the first command with it, for :func:`match_admissible` in O(1).
-
-    A ScienceWorld state lists ~1,000 commands: normalizing them one by one costs milliseconds, so
-    they are joined and normalized in one pass (same result as :func:`normalize_action` on each:
-    the separator is neither whitespace, punctuation nor a letter, so no rule sees across it).
+    """Each normalized form -> the first command with it, for :func:`match_admissible` in O(1) (a
+    ScienceWorld state lists ~1,000 commands; the reward builds this once per label and caches it).
 
     >>> admissible_index(["Open  Door.", "open door", "look around"])["open door"]
     'Open  Door.'
     """
-    commands = list(commands)
-    joined = _JOIN.join(commands)
-    if joined.count(_JOIN) != len(commands) - 1:  # a command holds the separator itself (or none at all)
-        forms = [normalize_action(command) for command in commands]
-    else:
-        edge = _EDGE_PUNCT + " "
-        forms = [form.strip(edge) for form in " ".join(joined.split()).lower().split(_JOIN)]
-    return dict(zip(reversed(forms), reversed(commands), strict=True))  # reversed: the first command wins
+    index: dict[str, str] = {}
+    for command in commands:
+        index.setdefault(normalize_action(command), command)
+    return index
 
 
 def strip_end_markers(text: str) -> tuple[str, bool]:
